@@ -1,0 +1,19 @@
+# The user's two commands: `make demo` (the whole job on the local stack) and `make test`.
+# Both install whatever is missing first (scripts/setup.sh); both need root.
+PY := .venv/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test lint clean-lab
+
+setup:
+	scripts/setup.sh
+
+demo: setup
+	scripts/demo.sh
+
+test: setup
+	scripts/test.sh $(PYTEST_ARGS)
+
+# Remove every lab this project made on this machine (after a crash, say).
+clean-lab: setup
+	$(PY) -m stacks.local down --all

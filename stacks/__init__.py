@@ -1,0 +1,1 @@
+"""Stacks: one module per provider, each with `declare(cfg)`; plus the shared outputs contract."""

@@ -1,0 +1,188 @@
+"""Thin wrappers over the host tools the lab drives: iproute2, tc, iptables, /proc.
+
+Everything here is stateless; what belongs to a lab is found again by its name (kind's
+label habit), so a crashed `up` leaves nothing that `down` cannot find.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+
+class HostError(RuntimeError):
+    """A host command failed; carries the command and its stderr."""
+
+    def __init__(self, cmd: list[str], returncode: int, stderr: str):
+        self.cmd, self.returncode, self.stderr = cmd, returncode, stderr.strip()
+        super().__init__(f"`{' '.join(cmd)}` failed ({returncode}): {self.stderr}")
+
+
+def run(*cmd: str, check: bool = True, input: str | None = None) -> str:
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, input=input)
+    if check and proc.returncode != 0:
+        raise HostError(list(cmd), proc.returncode, proc.stderr)
+    return proc.stdout
+
+
+def ip(*args: str, netns: str | None = None, check: bool = True) -> str:
+    prefix = ["ip", "-n", netns] if netns else ["ip"]
+    return run(*prefix, *args, check=check)
+
+
+def ip_json(*args: str, netns: str | None = None) -> list[dict]:
+    out = ip("-j", *args, netns=netns, check=False)
+    return json.loads(out) if out.strip() else []
+
+
+# --- namespaces and links -------------------------------------------------------------
+
+def netns_list() -> list[str]:
+    return [entry["name"] for entry in ip_json("netns", "list")]
+
+
+def links() -> list[dict]:
+    return ip_json("link", "show")
+
+
+def link_exists(name: str) -> bool:
+    return any(link["ifname"] == name for link in links())
+
+
+def link_alias(name: str) -> str | None:
+    for link in ip_json("-d", "link", "show", "dev", name):
+        return link.get("ifalias")
+    return None
+
+
+def root_addresses() -> list[tuple[str, str, int]]:
+    """(interface, address, prefix length) of every IPv4 address in the root namespace."""
+    result = []
+    for link in ip_json("-4", "addr", "show"):
+        for addr in link.get("addr_info", []):
+            result.append((link["ifname"], addr["local"], addr["prefixlen"]))
+    return result
+
+
+def netns_pids(netns: str) -> list[int]:
+    out = run("ip", "netns", "pids", netns, check=False)
+    return [int(p) for p in out.split()]
+
+
+# --- iptables rules, found by comment ---------------------------------------------------
+
+def iptables_rules(comment: str) -> list[str]:
+    """`iptables -S` lines of the filter table carrying our comment."""
+    out = run("iptables", "-w", "-S", check=False)
+    return [line for line in out.splitlines() if f'"{comment}"' in line or f" {comment} " in line]
+
+
+def iptables_delete(rule_spec: str) -> None:
+    # `-S` prints "-A CHAIN ..."; the same words after -D delete exactly that rule.
+    import shlex
+
+    args = shlex.split(rule_spec)
+    run("iptables", "-w", "-D", *args[1:], check=False)
+
+
+# --- processes, mounts, cgroups --------------------------------------------------------
+
+def pids_matching(fragment: str) -> list[int]:
+    """Processes whose command line mentions `fragment` (a lab's state path)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if fragment in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def kill_all(pids: list[int], timeout_s: float = 5.0) -> list[int]:
+    """SIGKILL and reap: returns the pids still alive after timeout_s (should be none)."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + timeout_s
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [pid for pid in alive if _alive(pid)]
+        if alive:
+            time.sleep(0.05)
+    return alive
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.waitpid(pid, os.WNOHANG)  # reap our own children, if any
+    except ChildProcessError:
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def mounts_under(*prefixes: str) -> list[str]:
+    """Mount points under any of `prefixes`, deepest first (the order to unmount them)."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if any(point == p or point.startswith(p.rstrip("/") + "/") for p in prefixes):
+            points.append(point)
+    return sorted(set(points), key=lambda p: p.count("/"), reverse=True)
+
+
+def unmount_all(*prefixes: str) -> None:
+    # Several rounds: a bind mount can hide another under the same point.
+    for _ in range(5):
+        points = mounts_under(*prefixes)
+        if not points:
+            return
+        for point in points:
+            run("umount", "-l", point, check=False)
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_dirs(relative: str) -> list[Path]:
+    """Existing cgroup directories named `relative` in every mounted hierarchy (v1 and v2)."""
+    candidates = [CGROUP_ROOT / relative] + [d / relative for d in CGROUP_ROOT.iterdir() if d.is_dir()]
+    return [c for c in candidates if c.is_dir()]
+
+
+def cgroup_pids(relative: str) -> list[int]:
+    pids: set[int] = set()
+    for base in cgroup_dirs(relative):
+        for procs in base.rglob("cgroup.procs"):
+            try:
+                pids.update(int(p) for p in procs.read_text().split())
+            except OSError:
+                pass
+    return sorted(pids)
+
+
+def remove_cgroups(relative: str) -> None:
+    for base in cgroup_dirs(relative):
+        # Children before parents; cgroup dirs are removed with rmdir, never rm -r.
+        for sub in sorted(base.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if sub.is_dir():
+                try:
+                    sub.rmdir()
+                except OSError:
+                    pass
+        try:
+            base.rmdir()
+        except OSError:
+            pass

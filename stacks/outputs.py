@@ -1,0 +1,136 @@
+"""The stack outputs contract: the one document every stack exports.
+
+`python -m stacks.local up|status` prints it, `pulumi stack output --json` prints it for
+every provider, and `python -m bench` depends on nothing else. Defined once, here.
+
+Version history of SCHEMA_VERSION:
+  1  first version (provider, mode, nodes, keystore, overlay_network, link_rate, mtu_bytes)
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import jsonschema
+
+SCHEMA_VERSION = 1
+
+PROVIDERS = ("local", "digitalocean", "virtualbox")
+MODES = ("classic", "swarm")
+ROLES = ("manager", "worker")
+
+# Top-level keys, in the order they are exported by Pulumi and printed by the lab.
+KEYS = (
+    "schema_version",
+    "stack",
+    "provider",
+    "mode",
+    "nodes",
+    "keystore",
+    "overlay_network",
+    "link_rate",
+    "mtu_bytes",
+)
+
+_NODE = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "role", "address", "docker_host", "tls_cert_path", "ssh_key_path"],
+    "properties": {
+        # The engine's name (hostname), unique in the cluster.
+        "name": {"type": "string", "minLength": 1},
+        # manager: swarm-mode manager or classic Swarm master; worker: the others.
+        "role": {"enum": list(ROLES)},
+        # The node's address on the cluster network: what host-network servers bind to.
+        "address": {"type": "string", "format": "ipv4"},
+        # How the docker SDK reaches the engine: unix://, ssh:// or tcp:// (always with TLS).
+        "docker_host": {"type": "string", "pattern": "^(unix|ssh|tcp)://"},
+        # Directory with ca.pem, cert.pem, key.pem for tcp:// engines, else null.
+        "tls_cert_path": {"type": ["string", "null"]},
+        # Private key file for ssh:// engines, else null. A path, never the key itself.
+        "ssh_key_path": {"type": ["string", "null"]},
+    },
+}
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "overlay-bench stack outputs",
+    "type": "object",
+    "additionalProperties": False,
+    "required": list(KEYS),
+    "properties": {
+        "schema_version": {"const": SCHEMA_VERSION},
+        # The lab or Pulumi stack name, used in labels and result metadata.
+        "stack": {"type": "string", "minLength": 1},
+        "provider": {"enum": list(PROVIDERS)},
+        # classic: engines with --cluster-store on a key-value node (2015); swarm: swarm mode.
+        "mode": {"enum": list(MODES)},
+        "nodes": {"type": "array", "minItems": 2, "items": _NODE},
+        # The key-value node of classic mode (null in swarm mode).
+        "keystore": {
+            "oneOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["name", "address", "url"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "address": {"type": "string", "format": "ipv4"},
+                        # What engines get as --cluster-store: consul://IP:8500 or etcd://IP:2379.
+                        "url": {"type": "string", "pattern": "^(consul|etcd)://"},
+                    },
+                },
+            ]
+        },
+        # Name of the multi-host overlay network the stack created.
+        "overlay_network": {"type": "string", "minLength": 1},
+        # tc shaping of each node's link, e.g. "1gbit", or null when unshaped / not ours.
+        "link_rate": {"type": ["string", "null"]},
+        # MTU of the nodes' link on the cluster network.
+        "mtu_bytes": {"type": "integer", "minimum": 576, "maximum": 65535},
+    },
+}
+
+_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
+
+
+class OutputsError(ValueError):
+    """Stack outputs that do not follow the contract; the message says what to fix."""
+
+
+def validate(outputs: Any) -> dict[str, Any]:
+    """Return `outputs` if it follows the schema, else raise OutputsError naming the key."""
+    if isinstance(outputs, dict) and outputs.get("schema_version") not in (None, SCHEMA_VERSION):
+        raise OutputsError(
+            f"stack outputs have schema_version {outputs.get('schema_version')!r}; this "
+            f"overlay-bench reads version {SCHEMA_VERSION}: update one or the other"
+        )
+    errors = sorted(_VALIDATOR.iter_errors(outputs), key=lambda e: list(e.absolute_path))
+    if errors:
+        err = errors[0]
+        where = "/".join(str(p) for p in err.absolute_path) or "(top level)"
+        raise OutputsError(f"stack outputs invalid at {where}: {err.message}")
+    roles = [n["role"] for n in outputs["nodes"]]
+    if roles.count("manager") != 1:
+        raise OutputsError("stack outputs invalid at nodes: exactly one node must be the manager")
+    names = [n["name"] for n in outputs["nodes"]]
+    if len(set(names)) != len(names):
+        raise OutputsError("stack outputs invalid at nodes: node names must be unique")
+    return outputs
+
+
+def loads(text: str, source: str = "stack outputs") -> dict[str, Any]:
+    """Parse and validate a JSON document; errors name the source."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise OutputsError(f"{source} is not JSON ({exc}): pass the output of "
+                           "`pulumi stack output --json`") from None
+    return validate(doc)
+
+
+def dumps(outputs: dict[str, Any]) -> str:
+    """The canonical JSON text: keys in contract order, two-space indent."""
+    validate(outputs)
+    return json.dumps({k: outputs[k] for k in KEYS}, indent=2)

@@ -1,0 +1,64 @@
+"""A machine-wide snapshot of what a lab could leave behind, to compare before and after.
+
+Broader than `lab.residue(name)` (which finds things by the lab's name): it also catches
+what an engine might create outside its namespace (docker0, DOCKER chains, stray mounts).
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+ENGINE_WORDS = ("dockerd", "containerd", "etcd", "iperf", "sockperf", "docker-proxy")
+
+
+def _lines(*cmd: str) -> list[str]:
+    return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()
+
+
+def snapshot(ignore: tuple[str, ...] = ()) -> dict[str, set[str]]:
+    """Namespaces, root links, firewall rules, mounts, engine processes, cgroups.
+
+    `ignore`: substrings (other labs' names) whose entries are left out, so that labs of
+    concurrent test runs do not show up as our residue.
+    """
+    links = {l["ifname"] for l in json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True,
+                                                                 text=True).stdout or "[]")}
+    procs = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if any(word in cmd.split(" ")[0] for word in ENGINE_WORDS):
+                procs.add(f"{entry.name} {cmd.strip()}")
+    mounts = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
+    cgroups = {str(p) for p in Path("/sys/fs/cgroup").glob("*/overlay-bench*")}
+    snap = {
+        "namespaces": set(_lines("ip", "netns", "list")),
+        "links": links,
+        "iptables": set(_lines("iptables-save", "-t", "filter")) | set(_lines("iptables-save", "-t", "nat")),
+        "mounts": mounts,
+        "processes": procs,
+        "cgroups": cgroups,
+    }
+    # Counters in iptables-save output change between calls: keep rules and chain names.
+    snap["iptables"] = ({l for l in snap["iptables"] if l.startswith("-A")}
+                        | {l.split()[0] for l in snap["iptables"] if l.startswith(":")})
+    return {k: {e for e in v if not any(word in e for word in ignore)} for k, v in snap.items()}
+
+
+def other_labs(name: str) -> tuple[str, ...]:
+    """Markers of every lab but `name`, to pass as `ignore` while other labs run."""
+    from stacks.local import lab
+
+    return tuple(m for other in lab.list_labs() if other != name
+                 for m in (f"ob-{other}", f"/overlay-bench/{other}/", f"overlay-bench-{other}",
+                           f"overlay-bench:{other}"))
+
+
+def added(before: dict[str, set[str]], after: dict[str, set[str]]) -> dict[str, list[str]]:
+    """What `after` has that `before` had not, by kind (empty when nothing was left)."""
+    diff = {kind: sorted(after[kind] - before[kind]) for kind in before}
+    return {k: v for k, v in diff.items() if v}
