@@ -1,0 +1,50 @@
+"""The stack outputs contract: what it accepts and the one-line errors it gives."""
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+
+from stacks import outputs
+
+GOOD = {
+    "schema_version": 1, "stack": "lab", "provider": "local", "mode": "swarm",
+    "nodes": [
+        {"name": "lab-node1", "role": "manager", "address": "10.213.0.11",
+         "docker_host": "unix:///run/overlay-bench/lab/n1/docker.sock", "tls_cert_path": None, "ssh_key_path": None},
+        {"name": "lab-node2", "role": "worker", "address": "10.213.0.12",
+         "docker_host": "unix:///run/overlay-bench/lab/n2/docker.sock", "tls_cert_path": None, "ssh_key_path": None},
+    ],
+    "keystore": None, "overlay_network": "overlay-bench", "link_rate": None, "mtu_bytes": 1500,
+}
+
+
+def test_valid_document_round_trips_in_contract_order():
+    text = outputs.dumps(GOOD)
+    assert list(json.loads(text)) == list(outputs.KEYS)
+    assert outputs.loads(text) == GOOD
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.pop("nodes"), "'nodes' is a required property"),
+    (lambda d: d.update(schema_version=2), "schema_version 2"),
+    (lambda d: d.update(provider="aws"), "at provider"),
+    (lambda d: d["nodes"].pop(), "at nodes"),
+    (lambda d: d["nodes"][1].update(role="manager"), "exactly one node must be the manager"),
+    (lambda d: d["nodes"][1].update(name="lab-node1"), "node names must be unique"),
+    (lambda d: d["nodes"][0].update(docker_host="http://x"), "at nodes/0/docker_host"),
+    (lambda d: d["nodes"][0].update(address="not-an-ip"), "at nodes/0/address"),
+    (lambda d: d.update(keystore={"name": "kv", "address": "10.0.0.2", "url": "redis://x"}), "at keystore"),
+    (lambda d: d.update(token="secret"), "Additional properties"),
+])
+def test_invalid_documents_name_the_key(mutate, message):
+    doc = copy.deepcopy(GOOD)
+    mutate(doc)
+    with pytest.raises(outputs.OutputsError, match=message.replace("(", r"\(")):
+        outputs.validate(doc)
+
+
+def test_not_json_says_what_to_pass():
+    with pytest.raises(outputs.OutputsError, match="pulumi stack output --json"):
+        outputs.loads("{nope", source="outputs.json")
