@@ -99,8 +99,18 @@ class OutputsError(ValueError):
     """Stack outputs that do not follow the contract; the message says what to fix."""
 
 
+# Keys whose value may be null. Pulumi drops a top-level output whose value is None, so
+# `pulumi stack output --json` omits them; readers put them back (see `validate`).
+NULLABLE_KEYS = ("keystore", "link_rate")
+
+
 def validate(outputs: Any) -> dict[str, Any]:
-    """Return `outputs` if it follows the schema, else raise OutputsError naming the key."""
+    """Return `outputs` if it follows the schema, else raise OutputsError naming the key.
+
+    A nullable key that is absent (Pulumi never exports a top-level null) reads as null.
+    """
+    if isinstance(outputs, dict):
+        outputs = {**{k: None for k in NULLABLE_KEYS}, **outputs}
     if isinstance(outputs, dict) and outputs.get("schema_version") not in (None, SCHEMA_VERSION):
         raise OutputsError(
             f"stack outputs have schema_version {outputs.get('schema_version')!r}; this "

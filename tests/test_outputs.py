@@ -48,3 +48,9 @@ def test_invalid_documents_name_the_key(mutate, message):
 def test_not_json_says_what_to_pass():
     with pytest.raises(outputs.OutputsError, match="pulumi stack output --json"):
         outputs.loads("{nope", source="outputs.json")
+
+
+def test_pulumi_dropped_nulls_read_as_null():
+    # Pulumi never exports a top-level null: `pulumi stack output --json` omits those keys.
+    doc = {k: v for k, v in GOOD.items() if k not in ("keystore", "link_rate")}
+    assert outputs.validate(doc) == GOOD

@@ -1,0 +1,163 @@
+"""The 2015 VirtualBox cluster, made exactly as the post made it: with docker-machine.
+
+Each machine is a pulumi-command `local.Command` whose create runs `docker-machine create`
+and whose delete runs `docker-machine rm -y`. classic mode: a key-store machine running
+Consul, a classic Swarm master and Swarm nodes with `--swarm-discovery consul://...`,
+`--engine-opt cluster-store=...` and `cluster-advertise=eth1:2376` (the post's flags).
+swarm mode: plain machines, then `docker swarm init` / `join` with the manager's token
+(a Pulumi secret passed in the environment, never logged).
+
+Each create prints what the outputs need on stdout (the rest goes to stderr):
+line 1 `docker-machine ip NAME`, line 2 the machine's TLS certificate directory.
+"""
+from __future__ import annotations
+
+import shlex
+import shutil
+
+import pulumi
+from pulumi_command import local
+
+from stacks import outputs
+from stacks.config import StackConfig, StackError
+
+CONSUL_PORT = 8500
+# boot2docker: eth0 is VirtualBox NAT, eth1 the host-only network the machines share.
+CLUSTER_INTERFACE = "eth1"
+# The host-only adapter's MTU (VirtualBox default).
+HOST_ONLY_MTU_BYTES = 1500
+REQUIRED_TOOLS = {
+    "docker-machine": "install it from https://github.com/docker/machine/releases (archived; "
+                      "v0.16.2 is the last release)",
+    "VBoxManage": "install VirtualBox from https://www.virtualbox.org/wiki/Downloads",
+    "docker": "install the Docker CLI (the docker-ce-cli package)",
+}
+
+
+def check_tools() -> None:
+    """One clear line when a tool the post used is missing, before anything is created."""
+    for tool, how in REQUIRED_TOOLS.items():
+        if shutil.which(tool) is None:
+            raise StackError(f"the virtualbox stack needs `{tool}`, which is not on PATH: {how}")
+
+
+def machine_create(cfg: StackConfig, name: str, extra: list[str], setup: str = "") -> str:
+    """A `docker-machine create` that is skipped when the machine already exists, then `setup`."""
+    argv = ["docker-machine", "create", "-d", "virtualbox",
+            "--virtualbox-memory", str(cfg.virtualbox_memory_mb),
+            "--virtualbox-cpu-count", str(cfg.virtualbox_cpus)]
+    if cfg.boot2docker_url:
+        argv += ["--virtualbox-boot2docker-url", cfg.boot2docker_url]
+    if cfg.hostonly_cidr:
+        # VirtualBox 6.1.28+ only allows 192.168.56.0/21 for host-only networks by default.
+        argv += ["--virtualbox-hostonly-cidr", cfg.hostonly_cidr]
+    argv += extra + [name]
+    q = shlex.quote(name)
+    then = f" && {{ {setup}; }} >&2" if setup else ""
+    return (f"{{ docker-machine status {q} >/dev/null 2>&1 || {shlex.join(argv)}; }} >&2{then} && "
+            f"docker-machine ip {q} && "
+            f"docker-machine inspect --format '{{{{.HostOptions.AuthOptions.StorePath}}}}' {q}")
+
+
+def on_machine(name: str, command: str) -> str:
+    """Run a docker CLI command against one machine's engine (TLS, as docker-machine set up)."""
+    return f"docker $(docker-machine config {shlex.quote(name)}) {command}"
+
+
+def _machine(resource: str, create: pulumi.Input[str], name: str) -> local.Command:
+    # Any change of the create command makes another machine (triggers: replace). The name
+    # stays the same, so the old machine must be removed before the new one is created.
+    return local.Command(resource, create=create, delete=f"docker-machine rm -y {shlex.quote(name)}",
+                         triggers=[create],
+                         opts=pulumi.ResourceOptions(delete_before_replace=True))
+
+
+def _lines(stdout: pulumi.Output[str], name: str) -> pulumi.Output[list[str]]:
+    """The address and certificate directory a machine's create printed last."""
+    def last_two(text: str) -> list[str]:
+        lines = text.strip().splitlines()[-2:]
+        if len(lines) != 2:
+            raise StackError(f"docker-machine printed no address and certificate directory for "
+                             f"{name} (got {text!r}): check `docker-machine ls`")
+        return lines
+    return stdout.apply(last_two)
+
+
+def declare(cfg: StackConfig) -> dict:
+    check_tools()
+    prefix = cfg.machine_prefix
+    keystore_name = f"{prefix}-keystore"
+    names = [f"{prefix}-node{i}" for i in range(1, cfg.nodes + 1)]
+
+    keystore = None
+    if cfg.mode == "classic":
+        consul = on_machine(keystore_name, (
+            "inspect consul >/dev/null 2>&1 || " + on_machine(
+                keystore_name, f"run -d --name consul --restart always -p {CONSUL_PORT}:{CONSUL_PORT} "
+                               f"-h consul {shlex.quote(cfg.consul_image)} "
+                               f"agent -server -bootstrap -client 0.0.0.0")))
+        keystore = _machine("keystore", machine_create(cfg, keystore_name, [], consul),
+                            keystore_name)
+        kv_ip = _lines(keystore.stdout, keystore_name).apply(lambda lines: lines[0])
+
+        def classic_flags(ip: str, master: bool) -> list[str]:
+            store = f"consul://{ip}:{CONSUL_PORT}"
+            return (["--swarm"] + (["--swarm-master"] if master else []) +
+                    [f"--swarm-discovery={store}", f"--engine-opt=cluster-store={store}",
+                     f"--engine-opt=cluster-advertise={CLUSTER_INTERFACE}:2376"])
+
+        machines = [_machine(f"node{i}", kv_ip.apply(
+            lambda ip, i=i, name=name: machine_create(cfg, name, classic_flags(ip, i == 1))), name)
+            for i, name in enumerate(names, start=1)]
+        network_after: list[pulumi.Resource] = machines
+        create_flags = ""
+    else:
+        machines = [_machine(f"node{i}", machine_create(cfg, name, []), name)
+                    for i, name in enumerate(names, start=1)]
+        manager_ip = _lines(machines[0].stdout, names[0]).apply(lambda lines: lines[0])
+        swarm_state = "info --format '{{.Swarm.LocalNodeState}}'"
+        init = local.Command("swarm-init", create=manager_ip.apply(lambda ip: (
+            f"[ \"$({on_machine(names[0], swarm_state)})\" = active ] || "
+            + on_machine(names[0], f"swarm init --advertise-addr {ip}"))),
+            opts=pulumi.ResourceOptions(depends_on=machines))
+        token = local.Command(
+            "swarm-token", create=on_machine(names[0], "swarm join-token -q worker"),
+            logging=local.Logging.NONE,
+            opts=pulumi.ResourceOptions(depends_on=[init], additional_secret_outputs=["stdout"]))
+        joins = [local.Command(
+            f"node{i}-join",
+            create=manager_ip.apply(lambda ip, name=name: (
+                f"[ \"$({on_machine(name, swarm_state)})\" = active ] || "
+                + on_machine(name, f"swarm join --token \"$SWARM_TOKEN\" "
+                             f"--advertise-addr {CLUSTER_INTERFACE} {ip}:2377"))),
+            environment={"SWARM_TOKEN": pulumi.Output.secret(token.stdout.apply(str.strip))},
+            opts=pulumi.ResourceOptions(depends_on=[init]))
+            for i, name in enumerate(names[1:], start=2)]
+        network_after = [init] + joins
+        create_flags = "--attachable "
+
+    net = shlex.quote(cfg.overlay_network)
+    network = local.Command("overlay-network", create=(
+        f"{on_machine(names[0], f'network inspect {net}')} >/dev/null 2>&1 || "
+        + on_machine(names[0], f"network create -d overlay {create_flags}{net}")),
+        opts=pulumi.ResourceOptions(depends_on=network_after))
+
+    def node_doc(all_lines: list[list[str]]) -> list[dict]:
+        return [{"name": name, "role": "manager" if i == 0 else "worker",
+                 "address": lines[0], "docker_host": f"tcp://{lines[0]}:2376",
+                 "tls_cert_path": lines[1], "ssh_key_path": None}
+                for i, (name, lines) in enumerate(zip(names, all_lines))]
+
+    return {
+        "schema_version": outputs.SCHEMA_VERSION,
+        "stack": cfg.stack,
+        "provider": "virtualbox",
+        "mode": cfg.mode,
+        "nodes": pulumi.Output.all(*[_lines(m.stdout, n) for m, n in zip(machines, names)]).apply(node_doc),
+        "keystore": kv_ip.apply(lambda ip: {"name": keystore_name, "address": ip,
+                                            "url": f"consul://{ip}:{CONSUL_PORT}"})
+        if keystore else None,
+        "overlay_network": network.stdout.apply(lambda _: cfg.overlay_network),
+        "link_rate": None,
+        "mtu_bytes": HOST_ONLY_MTU_BYTES,
+    }

@@ -1,0 +1,206 @@
+"""Configuration errors: each one stops the program before any resource exists, with one
+line naming the key and the `pulumi config set` that fixes it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stacks import config
+from tests.test_program_support import PROJECT, program_error, run_program
+
+pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_digitalocean.*"),
+              pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_command.*")]
+
+
+@pytest.fixture
+def ssh_keys(tmp_path: Path) -> tuple[Path, Path]:
+    private = tmp_path / "id_ed25519"
+    private.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n")
+    public = tmp_path / "id_ed25519.pub"
+    public.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDoNotUseThisKeyAnywhere000000000000 test\n")
+    return public, private
+
+
+@pytest.fixture
+def do_config(ssh_keys, monkeypatch) -> dict:
+    monkeypatch.setenv("DIGITALOCEAN_TOKEN", "dop_v1_test")
+    return {"provider": "digitalocean", "sshPublicKeyPath": str(ssh_keys[0]),
+            "sshAllowedCidrs": '["198.51.100.7/32"]'}
+
+
+def assert_clean_error(cfg: dict, *expected: str, stack: str = "test") -> str:
+    message, mocks = program_error(cfg, stack)
+    assert not mocks.resources, f"resources declared before the error: {[r.urn for r in mocks.resources]}"
+    assert "\n" not in message, f"not one line: {message!r}"
+    for part in expected:
+        assert part in message, f"{part!r} not in {message!r}"
+    return message
+
+
+def test_unknown_provider_names_key_and_fix():
+    assert_clean_error({"provider": "aws"}, "overlay-bench:provider", "'aws'",
+                       "local, digitalocean, virtualbox", "`pulumi config set provider local`")
+
+
+def test_unknown_mode_names_key_and_fix():
+    assert_clean_error({"mode": "mesh"}, "overlay-bench:mode", "classic, swarm",
+                       "`pulumi config set mode classic`")
+
+
+@pytest.mark.parametrize("nodes", ["1", "0", "-3"])
+def test_fewer_than_two_nodes(nodes):
+    assert_clean_error({"nodes": nodes}, "overlay-bench:nodes", "at least 2 nodes",
+                       "`pulumi config set nodes 2`")
+
+
+def test_nodes_not_a_number():
+    assert_clean_error({"nodes": "two"}, "overlay-bench:nodes", "not a whole number",
+                       "`pulumi config set nodes 2`")
+
+
+@pytest.mark.parametrize("cidr", ["198.51.100.300/32", "10.0.0.0/33", "my-laptop", "0.0.0.0/-1"])
+def test_bad_cidr(do_config, cidr):
+    do_config["sshAllowedCidrs"] = f'["198.51.100.7/32", "{cidr}"]'
+    assert_clean_error(do_config, "overlay-bench:sshAllowedCidrs", repr(cidr),
+                       "pulumi config set --path 'sshAllowedCidrs[0]'")
+
+
+def test_ssh_cidrs_required(do_config):
+    del do_config["sshAllowedCidrs"]
+    assert_clean_error(do_config, "overlay-bench:sshAllowedCidrs is not set",
+                       "pulumi config set --path 'sshAllowedCidrs[0]'")
+
+
+def test_missing_public_key_file(do_config, tmp_path):
+    do_config["sshPublicKeyPath"] = str(tmp_path / "nope.pub")
+    assert_clean_error(do_config, "overlay-bench:sshPublicKeyPath", "nope.pub", "does not exist",
+                       "ssh-keygen", "pulumi config set sshPublicKeyPath")
+
+
+def test_missing_private_key_file(do_config, ssh_keys):
+    ssh_keys[1].unlink()
+    assert_clean_error(do_config, "overlay-bench:sshPrivateKeyPath", str(ssh_keys[1]),
+                       "does not exist", "pulumi config set sshPrivateKeyPath")
+
+
+def test_public_key_path_pointing_at_private_key(do_config, ssh_keys):
+    do_config["sshPublicKeyPath"] = str(ssh_keys[1])
+    do_config["sshPrivateKeyPath"] = str(ssh_keys[1])
+    assert_clean_error(do_config, "overlay-bench:sshPublicKeyPath", "not an OpenSSH public key")
+
+
+def test_missing_token(do_config, monkeypatch):
+    monkeypatch.delenv("DIGITALOCEAN_TOKEN")
+    assert_clean_error(do_config, "digitalocean:token",
+                       "`pulumi config set --secret digitalocean:token", "DIGITALOCEAN_TOKEN")
+
+
+def test_token_from_secret_config_is_accepted(do_config, monkeypatch):
+    monkeypatch.delenv("DIGITALOCEAN_TOKEN")
+    run = run_program(do_config, "digitalocean", secret_config={"digitalocean:token": "dop_v1_secret"})
+    assert "dop_v1_secret" not in repr(run.exports)
+    # The token is the provider's business: no resource of ours carries it.
+    for res in run.mocks.resources:
+        assert "dop_v1_secret" not in repr(res.inputs), res.urn
+
+
+def test_typo_in_key_is_refused():
+    assert_clean_error({"node": "3"}, "unknown config key overlay-bench:node",
+                       "`pulumi config rm node`")
+
+
+def test_key_of_another_provider_is_refused():
+    assert_clean_error({"provider": "local", "region": "nyc3"}, "overlay-bench:region",
+                       "does not apply to provider local", "`pulumi config rm region`")
+
+
+@pytest.mark.parametrize("cfg,key", [
+    ({"labName": "My-Lab"}, "labName"),
+    ({"labName": "toolongname"}, "labName"),
+    ({"linkRate": "fast"}, "linkRate"),
+    ({"linkRate": "0gbit"}, "linkRate"),
+    ({"mtu": "9001"}, "mtu"),
+    ({"mtu": "1279"}, "mtu"),
+    ({"subnet": "10.213.0.0/28"}, "subnet"),
+])
+def test_bad_local_values(cfg, key):
+    assert_clean_error(cfg, f"overlay-bench:{key}", f"`pulumi config set {key} ")
+
+
+@pytest.mark.parametrize("cfg,key", [
+    ({"virtualboxHostonlyCidr": "192.168.56.0"}, "virtualboxHostonlyCidr"),
+    ({"virtualboxMemoryMb": "256"}, "virtualboxMemoryMb"),
+    ({"machinePrefix": "Mhs_"}, "machinePrefix"),
+    ({"boot2dockerUrl": "/isos/b2d.iso"}, "boot2dockerUrl"),
+])
+def test_bad_virtualbox_values(cfg, key):
+    # Refused by the configuration, before the tools are even looked for.
+    assert_clean_error({"provider": "virtualbox", **cfg}, f"overlay-bench:{key}",
+                       f"`pulumi config set {key} ")
+
+
+def test_benchmark_ports_cannot_open_the_docker_api(do_config):
+    do_config["benchmarkPorts"] = "[5201, 2375]"
+    assert_clean_error(do_config, "overlay-bench:benchmarkPorts", "2375/2376")
+
+
+# The accepted forms ---------------------------------------------------------------------
+
+def test_defaults_and_derived_lab_name():
+    cfg = config.parse({}, "Dev-Stack_42")
+    assert (cfg.provider, cfg.mode, cfg.nodes, cfg.mtu_bytes, cfg.link_rate) == ("local", "classic", 2, 1500, None)
+    assert cfg.lab_name == "devstack"  # [a-z0-9]{1,8} from the stack name
+    assert config.parse({}, "---").lab_name == "lab"
+
+
+def test_digitalocean_defaults(do_config, ssh_keys):
+    cfg = config.parse({k: v for k, v in do_config.items()}, "do")
+    assert (cfg.region, cfg.size, cfg.image) == ("ams3", "s-1vcpu-1gb", "debian-12-x64")
+    assert cfg.ssh_private_key_path == str(ssh_keys[1])  # the .pub path without .pub
+    assert cfg.consul_image.startswith("hashicorp/consul:1.") and "latest" not in cfg.consul_image
+
+
+@pytest.mark.parametrize("value,expected", [
+    ('["198.51.100.7/32"]', ("198.51.100.7/32",)),
+    ("198.51.100.7, 203.0.113.0/24", ("198.51.100.7/32", "203.0.113.0/24")),
+    ('["2001:db8::/48"]', ("2001:db8::/48",)),
+    (["192.0.2.9/24"], ("192.0.2.0/24",)),
+])
+def test_cidr_forms(do_config, value, expected):
+    do_config["sshAllowedCidrs"] = value
+    cfg = config.parse({k: v for k, v in do_config.items()}, "do")
+    assert cfg.ssh_allowed_cidrs == expected
+
+
+# The checked-in project and stack files --------------------------------------------------
+
+def test_project_file_runs_python_in_the_venv():
+    project = yaml.safe_load((PROJECT / "Pulumi.yaml").read_text())
+    assert project["name"] == "overlay-bench"
+    assert project["runtime"] == {"name": "python", "options": {"virtualenv": ".venv"}}
+
+
+@pytest.mark.parametrize("stack", ["local", "digitalocean", "virtualbox"])
+def test_example_stack_files_are_valid(stack, ssh_keys, monkeypatch):
+    settings = yaml.safe_load((PROJECT / f"Pulumi.{stack}.yaml").read_text())["config"]
+    raw = {k.split(":", 1)[1]: v if isinstance(v, (list, str)) else str(v)
+           for k, v in settings.items()}
+    assert all(k.startswith("overlay-bench:") for k in settings), settings
+    assert raw["provider"] == stack
+    if stack == "digitalocean":
+        # The user's own: key files, the networks SSH is open to, the token.
+        monkeypatch.setenv("DIGITALOCEAN_TOKEN", "dop_v1_test")
+        raw.update(sshPublicKeyPath=str(ssh_keys[0]), sshPrivateKeyPath=str(ssh_keys[1]))
+        with pytest.raises(config.ConfigError, match="sshAllowedCidrs is not set"):
+            config.parse(raw, stack)
+        raw["sshAllowedCidrs"] = "198.51.100.7/32"
+    cfg = config.parse(raw, stack)
+    assert (cfg.provider, cfg.mode, cfg.nodes) == (stack, "classic", 2)
+
+
+def test_every_key_is_documented():
+    doc = (PROJECT / "docs" / "pulumi-program.md").read_text()
+    missing = [key for key in config.KEYS if f"| `{key}` |" not in doc]
+    assert not missing, f"keys without a row in docs/pulumi-program.md: {missing}"

@@ -1,0 +1,146 @@
+"""Runs the Pulumi program (__main__.py) under Pulumi mocks and records what it declared.
+
+No test lives here: the test_program_* modules import `run_program`. Every resource the
+program registers is kept (type, name, inputs in wire names such as `userData`, URN, the
+options it was declared with), and the exported outputs are resolved, so tests assert on
+real values after the program has run. A program whose outputs never resolve fails here.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import runpy
+from pathlib import Path
+from typing import Any, Callable, Optional
+from unittest import mock
+
+import pulumi
+import pulumi.runtime
+
+PROJECT = Path(__file__).resolve().parent.parent
+PUBLIC_IPS = {"keystore": "203.0.113.2"}
+PRIVATE_IPS = {"keystore": "10.110.0.2"}
+for _i in range(1, 51):
+    PUBLIC_IPS[f"node{_i}"] = f"203.0.113.{10 + _i}"
+    PRIVATE_IPS[f"node{_i}"] = f"10.110.0.{10 + _i}"
+
+
+@dataclasses.dataclass
+class Declared:
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+    urn: str
+    opts: Optional[pulumi.ResourceOptions] = None
+    secret_inputs: tuple[str, ...] = ()
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    """Answers like the providers would and records every registration.
+
+    `command_stdout(name, inputs)` gives the stdout of a pulumi-command resource.
+    """
+
+    def __init__(self, command_stdout: Callable[[str, dict], str] | None = None):
+        self.resources: list[Declared] = []
+        self.command_stdout = command_stdout or (lambda name, inputs: "")
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        state = dict(args.inputs)
+        if args.typ == "digitalocean:index/droplet:Droplet":
+            state.update(ipv4Address=PUBLIC_IPS[args.name], ipv4AddressPrivate=PRIVATE_IPS[args.name],
+                         dropletUrn=f"do:droplet:{args.name}")
+        elif args.typ == "digitalocean:index/sshKey:SshKey":
+            state["fingerprint"] = "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"
+        elif args.typ == "digitalocean:index/vpc:Vpc":
+            state["urn"] = "do:vpc:1"
+        elif args.typ.startswith("command:"):
+            state.update(stdout=self.command_stdout(args.name, args.inputs), stderr="")
+        urn = f"urn:pulumi:test::overlay-bench::{args.typ}::{args.name}"
+        self.resources.append(Declared(args.typ, args.name, dict(args.inputs), urn))
+        return [f"{args.name}-id", state]
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+    # Helpers for the tests ---------------------------------------------------------------
+    def of_type(self, typ: str) -> list[Declared]:
+        return [r for r in self.resources if r.typ == typ]
+
+    def named(self, name: str) -> Declared:
+        found = [r for r in self.resources if r.name == name]
+        assert len(found) == 1, f"expected one resource named {name!r}, got {[r.urn for r in found]}"
+        return found[0]
+
+
+@dataclasses.dataclass
+class Run:
+    exports: dict[str, Any]
+    mocks: RecordingMocks
+    options: dict[str, pulumi.ResourceOptions]
+    secret_outputs: dict[str, bool]
+
+
+def run_program(config: dict[str, Any], stack: str = "test",
+                command_stdout: Callable[[str, dict], str] | None = None,
+                secret_config: dict[str, str] | None = None) -> Run:
+    """Run __main__.py with `overlay-bench:` config `config`; return resolved exports."""
+    mocks = RecordingMocks(command_stdout)
+    pulumi.runtime.set_mocks(mocks, project="overlay-bench", stack=stack, preview=False)
+    all_config = {f"overlay-bench:{k}": v for k, v in config.items()}
+    all_config.update(secret_config or {})
+    pulumi.runtime.set_all_config(all_config, list(secret_config or {}))
+    exported: dict[str, Any] = {}
+    resolved: dict[str, Any] = {}
+    options: dict[str, pulumi.ResourceOptions] = {}
+
+    def record(args: pulumi.ResourceTransformationArgs):
+        options[args.name] = args.opts
+        return None
+
+    secret: dict[str, bool] = {}
+    unknown: list[str] = []
+
+    async def resolve_exports() -> None:
+        for key, value in exported.items():
+            output = pulumi.Output.from_input(value)
+            if not await output.is_known():
+                unknown.append(key)
+            secret[key] = await output.is_secret()
+            resolved[key] = await output.future()
+
+    @pulumi.runtime.test
+    def program():
+        pulumi.runtime.register_stack_transformation(record)
+        # Config comes from set_all_config alone, not from a PULUMI_CONFIG* the shell may hold.
+        clean_env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_CONFIG")}
+        with mock.patch.object(pulumi, "export", side_effect=exported.__setitem__), \
+                mock.patch.dict(os.environ, clean_env, clear=True):
+            runpy.run_path(str(PROJECT / "__main__.py"), run_name="__main__")
+        return asyncio.ensure_future(resolve_exports())
+
+    program()
+    assert exported, "the program exported nothing"
+    assert not unknown and set(resolved) == set(exported), f"exports did not resolve: {unknown}"
+    return Run(resolved, mocks, options, secret)
+
+
+def program_error(config: dict[str, Any], stack: str = "test", **kwargs) -> tuple[str, RecordingMocks]:
+    """Run the program expecting the clean failure Pulumi prints without a traceback.
+
+    Returns the message and the mocks, so a test can check nothing was declared first.
+    """
+    mocks_seen: list[RecordingMocks] = []
+    real_set_mocks = pulumi.runtime.set_mocks
+
+    def keep(mocks, *args, **kw):
+        mocks_seen.append(mocks)
+        return real_set_mocks(mocks, *args, **kw)
+
+    with mock.patch.object(pulumi.runtime, "set_mocks", side_effect=keep):
+        try:
+            run_program(config, stack, **kwargs)
+        except pulumi.RunError as exc:
+            return str(exc), mocks_seen[0]
+    raise AssertionError(f"the program accepted config {config!r}")
