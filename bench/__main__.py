@@ -1,0 +1,164 @@
+"""python -m bench: measure overlay networking against host networking, and keep every figure.
+
+Reads a stack's outputs (--stack NAME or --outputs FILE), runs the measurement matrix in
+containers pinned to the nodes, and stores each run as it completes under --results.
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench import image as bench_image
+from bench import plan as bench_plan
+from bench import stack as bench_stack
+from bench import store
+from bench.engines import EngineError
+from bench.plan import PlanError
+from bench.progress import Progress
+from bench.session import Session, SessionError, static_skip
+
+EXIT_ENVIRONMENT = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _csv(kind):
+    def parse(text: str):
+        items = [x.strip() for x in text.split(",") if x.strip()]
+        try:
+            return tuple(kind(x) for x in items)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of {kind.__name__}") from None
+    return parse
+
+
+MATRIX_OPTIONS = ("networks", "tools", "protocols", "streams", "directions", "runs", "duration_s",
+                  "warmup_s", "pairs", "udp_target_mbps", "port_base")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    src = p.add_argument_group("input")
+    src.add_argument("--stack", metavar="NAME", help="read the outputs of this Pulumi stack")
+    src.add_argument("--outputs", metavar="FILE", help="read the outputs document from a file")
+    src.add_argument("--results", metavar="PATH", default="results",
+                     help="directory of results sessions (default: results/)")
+    src.add_argument("--resume", metavar="DIR", help="continue a session: run only what is missing")
+    src.add_argument("--image", metavar="NAME", default=None,
+                     help=f"use this image (already on every node) instead of building {bench_image.IMAGE_NAME}")
+    m = p.add_argument_group("matrix (each overrides the profile)")
+    m.add_argument("--profile", choices=sorted(bench_plan.PROFILES), default=None,
+                   help="2015 (default): iperf2, tcp, 10 streams, host and overlay, 5 runs; full: everything")
+    m.add_argument("--networks", type=_csv(str), help=f"from {','.join(bench_plan.NETWORKS)}")
+    m.add_argument("--tools", type=_csv(str), help=f"from {','.join(bench_plan.TOOLS)}")
+    m.add_argument("--protocols", type=_csv(str), help="tcp,udp")
+    m.add_argument("--streams", type=_csv(int), help="parallel streams, e.g. 1,10")
+    m.add_argument("--directions", type=_csv(str), help="forward,reverse")
+    m.add_argument("--runs", type=int, help="runs per case (default 5)")
+    m.add_argument("--duration", dest="duration_s", type=int, help="measured seconds per run (default 10)")
+    m.add_argument("--warmup", dest="warmup_s", type=int, help="seconds left out at the start (default 1)")
+    m.add_argument("--pairs", choices=bench_plan.PAIRS, help="first (default): the first two nodes; all; ring")
+    m.add_argument("--udp-rate", dest="udp_target_mbps", type=float,
+                   help="UDP target rate in Mbit/s, over all streams (default 500)")
+    m.add_argument("--shuffle", action="store_true", help="shuffle the cases within each round")
+    m.add_argument("--seed", type=int, help="shuffle seed (recorded; random when not given)")
+    m.add_argument("--port-base", dest="port_base", type=int, help="first server port (default 5201)")
+    r = p.add_argument_group("running")
+    r.add_argument("--dry-run", action="store_true", help="list the cases and the estimated time, run nothing")
+    r.add_argument("--keep-going", action="store_true",
+                   help="continue after a node's engine stops answering (its runs are recorded as failed)")
+    r.add_argument("--quiet", action="store_true", help="no progress output (the summary is still printed)")
+    return p.parse_args(argv)
+
+
+def _plan_from_args(args: argparse.Namespace) -> bench_plan.Plan:
+    overrides: dict[str, Any] = {k: getattr(args, k) for k in MATRIX_OPTIONS}
+    if args.seed is not None and not args.shuffle:
+        raise PlanError("--seed only makes sense with --shuffle")
+    overrides["shuffle"] = args.shuffle or None
+    if args.shuffle:
+        overrides["seed"] = args.seed if args.seed is not None else random.SystemRandom().randrange(2**31)
+    return bench_plan.make_plan(args.profile or "2015", **overrides)
+
+
+def _matrix_given(args: argparse.Namespace) -> bool:
+    return any(getattr(args, k) is not None for k in MATRIX_OPTIONS) or args.profile or args.shuffle
+
+
+def _outputs(args: argparse.Namespace, meta: dict[str, Any] | None) -> dict[str, Any]:
+    if args.stack and args.outputs:
+        raise bench_stack.StackError("give --stack or --outputs, not both")
+    if args.outputs:
+        return bench_stack.from_file(args.outputs)
+    if args.stack:
+        return bench_stack.from_pulumi(args.stack)
+    if meta is not None:
+        return bench_stack.validate(meta["stack_outputs"])
+    raise bench_stack.StackError("say which cluster to measure: --stack NAME (a Pulumi stack) or "
+                                 "--outputs FILE (its `pulumi stack output --json`)")
+
+
+def dry_run(plan: bench_plan.Plan, outputs: dict[str, Any], done: set[str], out=print) -> None:
+    names = [n["name"] for n in outputs["nodes"]]
+    cases = bench_plan.cases(plan, names)
+    runs = [r for r in bench_plan.run_order(plan, cases) if r.run_id not in done]
+    out(f"{len(cases)} cases x {plan.runs} runs, {plan.duration_s} s each after {plan.warmup_s} s warm-up"
+        f" (profile {plan.profile}, stack {outputs['stack']}, {outputs['mode']} mode)")
+    for case in cases:
+        reason = static_skip(case, outputs)
+        note = f"  skipped: {reason}" if reason else ""
+        if not reason and case.network == "overlay-encrypted":
+            note = "  (probed first: skipped if this host cannot carry it)"
+        out(f"  {case.case_id}{note}")
+    runnable = [r for r in runs if static_skip(r.case, outputs) is None]
+    est = bench_plan.estimate_s(plan, runnable)
+    order = "shuffled within rounds, seed %d" % plan.seed if plan.shuffle else "interleaved by round"
+    out(f"{len(runs)} runs to do ({len(runnable)} measured), {order}; estimated {est / 60:.1f} min "
+        f"({bench_plan.RUN_OVERHEAD_S} s overhead per run)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    try:
+        meta = None
+        resume = Path(args.resume) if args.resume else None
+        if resume is not None:
+            meta = store.read_metadata(resume)
+            plan = bench_plan.Plan.from_json(meta["plan"])
+            if _matrix_given(args) and _plan_from_args(args).to_json() != plan.to_json():
+                raise PlanError(f"--resume {resume} runs the plan stored there: drop the matrix options")
+        else:
+            plan = _plan_from_args(args)
+        outputs = _outputs(args, meta)
+        bench_plan.node_pairs([n["name"] for n in outputs["nodes"]], plan.pairs)
+        if args.dry_run:
+            dry_run(plan, outputs, store.done_run_ids(resume) if resume else set())
+            return 0
+        image_name = args.image or (meta["image"]["name"] if meta else bench_image.IMAGE_NAME)
+        session = Session(outputs, plan, Path(args.results), image_name=image_name,
+                          use_builtin_image=image_name == bench_image.IMAGE_NAME,
+                          keep_going=args.keep_going, command_line=["python", "-m", "bench", *argv],
+                          resume_dir=resume, progress=Progress(enabled=not args.quiet))
+        summary = session.run()
+    except (PlanError, bench_stack.StackError) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (EngineError, bench_image.ImageError, store.StoreError, SessionError) as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except KeyboardInterrupt:
+        print("bench: interrupted before any run; nothing was measured", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    for line in summary.lines():
+        print(line)
+    if summary.interrupted:
+        return EXIT_INTERRUPTED
+    return EXIT_ENVIRONMENT if (summary.failed or summary.stopped_reason) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""Reach every node's engine with the docker SDK and record what it runs on."""
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import ipaddress
+import os
+import re
+import socket
+import threading
+import time
+from typing import Any
+
+import docker
+import docker.api.client
+import docker.errors
+import requests.exceptions
+from docker.transport.sshconn import SSHHTTPAdapter
+
+from bench import image as bench_image
+from bench.parsers import tool_versions as parse_versions
+
+# Seconds an engine call may take before the node counts as unreachable (image loads and
+# waits for a run pass their own timeouts).
+API_TIMEOUT_S = 30
+LABEL_SESSION = "overlay-bench.session"
+
+# What a dead or unreachable engine raises through the SDK.
+ENGINE_DOWN = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
+               ConnectionError, socket.timeout, OSError)
+
+
+class EngineError(RuntimeError):
+    """A node's engine cannot be reached or refused a request; names the node."""
+
+
+class _KeyedSSHAdapter(SSHHTTPAdapter):
+    """The SDK's paramiko adapter, with the outputs' `ssh_key_path` as the identity.
+
+    The SDK takes the identity only from ~/.ssh/config; the outputs name the key file, so
+    it is set here, after the SDK read the config (host key checks stay as the SDK does them).
+    """
+
+    key_filename: str | None = None
+
+    def _create_paramiko_client(self, base_url):
+        super()._create_paramiko_client(base_url)
+        if self.key_filename:
+            self.ssh_params["key_filename"] = self.key_filename
+
+
+_SSH_LOCK = threading.Lock()
+
+
+def connect(node: dict[str, Any], timeout_s: float = API_TIMEOUT_S) -> docker.DockerClient:
+    """A client for `node` (an entry of outputs["nodes"]); raises EngineError if it does not answer."""
+    url = node["docker_host"]
+    kwargs: dict[str, Any] = {"base_url": url, "timeout": timeout_s, "use_ssh_client": False}
+    if url.startswith("tcp://"):
+        certs = node.get("tls_cert_path")
+        if not certs:
+            raise EngineError(f"node {node['name']}: {url} needs tls_cert_path (tcp engines always use TLS)")
+        files = {n: os.path.join(certs, n) for n in ("ca.pem", "cert.pem", "key.pem")}
+        missing = [p for p in files.values() if not os.path.exists(p)]
+        if missing:
+            raise EngineError(f"node {node['name']}: missing TLS files {', '.join(missing)}")
+        kwargs["tls"] = docker.tls.TLSConfig(client_cert=(files["cert.pem"], files["key.pem"]),
+                                             ca_cert=files["ca.pem"], verify=True)
+    try:
+        if url.startswith("ssh://"):
+            with _SSH_LOCK:
+                # The SDK builds its adapter inside APIClient(); swap in the keyed one there.
+                _KeyedSSHAdapter.key_filename = node.get("ssh_key_path")
+                saved = docker.api.client.SSHHTTPAdapter
+                docker.api.client.SSHHTTPAdapter = _KeyedSSHAdapter
+                try:
+                    return docker.DockerClient(**kwargs)
+                finally:
+                    docker.api.client.SSHHTTPAdapter = saved
+        return docker.DockerClient(**kwargs)
+    except docker.errors.DockerException as exc:
+        raise EngineError(f"node {node['name']}: engine at {url} does not answer ({_short(exc)})") from None
+    except Exception as exc:  # paramiko's auth/host-key errors have no common base with the SDK's
+        raise EngineError(f"node {node['name']}: cannot reach {url} ({_short(exc)})") from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+def connect_all(nodes: list[dict[str, Any]]) -> dict[str, docker.DockerClient]:
+    """Clients for every node, checked in parallel; one EngineError listing every failure."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(nodes))) as pool:
+        futures = {n["name"]: pool.submit(connect, n) for n in nodes}
+    clients, errors = {}, []
+    for name, fut in futures.items():
+        try:
+            clients[name] = fut.result()
+        except EngineError as exc:
+            errors.append(str(exc))
+    if errors:
+        for c in clients.values():
+            c.close()
+        raise EngineError("; ".join(errors) + ": nothing was run (check the nodes, or the outputs)")
+    return clients
+
+
+def run_in(client: docker.DockerClient, image: str, command: list[str], *, session: str,
+           timeout_s: float = API_TIMEOUT_S, **kwargs: Any) -> str:
+    """Run a short command in a labelled container, return its stdout; always removes it."""
+    ctr = client.containers.run(image, command, detach=True,
+                                labels={LABEL_SESSION: session, "overlay-bench.role": "probe"}, **kwargs)
+    try:
+        result = ctr.wait(timeout=timeout_s)
+        out = ctr.logs(stdout=True, stderr=True).decode(errors="replace")
+        if result.get("StatusCode") not in (0, None) and not out:
+            raise EngineError(f"{' '.join(command)} exited {result.get('StatusCode')} with no output")
+        return out
+    finally:
+        with contextlib.suppress(Exception):
+            ctr.remove(force=True)
+
+
+_MTU_SCRIPT = ("cat /proc/net/route; for i in /sys/class/net/*; do "
+               "echo \"mtu ${i##*/} $(cat $i/mtu)\"; done")
+
+
+_HEX8 = re.compile(r"[0-9A-Fa-f]{8}")
+
+
+def _parse_mtus(text: str) -> tuple[list[tuple[str, int, int]], dict[str, int]]:
+    """Routes (iface, dest, mask) from /proc/net/route and MTUs by interface."""
+    routes, mtus = [], {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[0] == "mtu":
+            mtus[parts[1]] = int(parts[2])
+        elif len(parts) >= 8 and all(_HEX8.fullmatch(parts[i]) for i in (1, 7)):
+            # /proc/net/route holds addresses as little-endian hex
+            dest = int.from_bytes(bytes.fromhex(parts[1]), "little")
+            mask = int.from_bytes(bytes.fromhex(parts[7]), "little")
+            routes.append((parts[0], dest, mask))
+    return routes, mtus
+
+
+def mtu_for(text: str, address: str) -> int | None:
+    """MTU of the interface whose most specific route covers `address`."""
+    routes, mtus = _parse_mtus(text)
+    addr = int(ipaddress.IPv4Address(address))
+    best = None
+    for iface, dest, mask in routes:
+        if mask and addr & mask == dest and (best is None or mask > best[1]):
+            best = (iface, mask)
+    return mtus.get(best[0]) if best else None
+
+
+def mtu_for_subnet(text: str, subnet: str) -> int | None:
+    net = ipaddress.IPv4Network(subnet)
+    return mtu_for(text, str(net.network_address + 1))
+
+
+def overlay_subnet(clients: dict[str, docker.DockerClient], overlay: str) -> str | None:
+    """The overlay network's subnet, from whichever engine can see the network."""
+    for client in clients.values():
+        try:
+            net = client.networks.get(overlay)
+        except (docker.errors.NotFound, docker.errors.APIError):
+            continue  # a swarm worker sees an attachable network only once it is used
+        for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
+            if cfg.get("Subnet") and ":" not in cfg["Subnet"]:
+                return cfg["Subnet"]
+    return None
+
+
+def node_facts(client: docker.DockerClient, node: dict[str, Any], image: str, overlay: str,
+               overlay_net: str | None, session: str) -> dict[str, Any]:
+    """Engine version, kernel, OS, and the MTUs of the host link and of the overlay network."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        # The overlay container's attach is the slow part (about 1 s): both at once.
+        # The host-network container also prints the tool versions: one container less.
+        host_f = pool.submit(run_in, client, image, ["sh", "-c", _MTU_SCRIPT + "; " + _VERSIONS_SCRIPT],
+                             session=session, network_mode="host")
+        ovl_f = pool.submit(_retry_api, lambda: run_in(client, image, ["sh", "-c", _MTU_SCRIPT],
+                                                       session=session, network=overlay))
+        info = client.info()
+        host, ovl = host_f.result(), ovl_f.result()
+    facts = {
+        "engine_version": info.get("ServerVersion"),
+        "kernel": info.get("KernelVersion"),
+        "os": info.get("OperatingSystem"),
+        "host_mtu_bytes": mtu_for(host, node["address"]),
+        "overlay_mtu_bytes": None,
+        "tool_versions": parse_versions(host),
+    }
+    if overlay_net:
+        facts["overlay_mtu_bytes"] = mtu_for_subnet(ovl, overlay_net)
+    if facts["overlay_mtu_bytes"] is None:
+        # Docker puts the first network a container joins on eth0.
+        facts["overlay_mtu_bytes"] = _parse_mtus(ovl)[1].get("eth0")
+    return facts
+
+
+def _retry_api(fn, tries: int = 3, delay_s: float = 0.5):
+    """Retry an engine call that failed with an API error (not a dead engine).
+
+    A classic-mode engine under load now and then fails to read a global network from the
+    key-value store ("network overlay-bench not found", "failed to get network from store":
+    seen); a moment later the same call works."""
+    for attempt in range(tries):
+        try:
+            return fn()
+        except docker.errors.APIError:
+            if attempt == tries - 1:
+                raise
+            time.sleep(delay_s)
+
+
+_VERSIONS_SCRIPT = "iperf3 --version; iperf --version 2>&1; sockperf --version"
+
+
+def remove_session_containers(clients: dict[str, docker.DockerClient], session: str,
+                              timeout_s: float = 10) -> list[str]:
+    """Remove every container of the session on every engine that still answers.
+
+    Returns the nodes that could not be cleaned (engine gone)."""
+    unreachable = []
+
+    def clean(name: str, client: docker.DockerClient) -> None:
+        try:
+            for ctr in client.containers.list(all=True, sparse=True,
+                                              filters={"label": f"{LABEL_SESSION}={session}"}):
+                with contextlib.suppress(docker.errors.NotFound):
+                    ctr.remove(force=True)
+        except (docker.errors.APIError, *ENGINE_DOWN):
+            unreachable.append(name)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(clients))) as pool:
+        list(pool.map(lambda kv: clean(*kv), clients.items()))
+    return unreachable
+
+
+def ensure_image(clients: dict[str, docker.DockerClient], name: str,
+                 tarball: os.PathLike | None) -> str:
+    """The bench image on every node (loaded in parallel where missing); its image ID.
+
+    With a custom --image, it must already be on every node with the same ID."""
+    if tarball is not None:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(clients)) as pool:
+            ids = dict(zip(clients, pool.map(lambda c: bench_image.ensure(c, tarball, name),
+                                             clients.values())))
+    else:
+        ids = {}
+        for node, client in clients.items():
+            try:
+                ids[node] = client.images.get(name).id
+            except docker.errors.ImageNotFound:
+                raise bench_image.ImageError(f"--image {name} is not on node {node}: load it there "
+                                             "first (nothing can be pulled)") from None
+    if len(set(ids.values())) != 1:
+        raise bench_image.ImageError(f"--image {name} differs between nodes ({ids}): load the same "
+                                     "image everywhere")
+    return next(iter(ids.values()))

@@ -1,0 +1,185 @@
+"""The measurement matrix as data: a Plan (what to vary), its cases, and the run order.
+
+A plan is a small declarative description (stored in metadata.json as is); cases are its
+cross product, minus combinations that mean nothing (sockperf has no streams or
+direction). Runs are interleaved, round k of every case before round k+1, so that a
+drift of the machine (heat, a noisy neighbour) hits every case alike.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+from typing import Any, Iterator
+
+NETWORKS = ("host", "overlay", "bridge", "overlay-encrypted")
+TOOLS = ("iperf2", "iperf3", "sockperf")
+PROTOCOLS = ("tcp", "udp")
+DIRECTIONS = ("forward", "reverse")
+PAIRS = ("first", "all", "ring")
+
+# Seconds a run costs beyond its measured time (containers, readiness, parsing); used only
+# for the --dry-run estimate. Measured: benchmarks/harness_overhead.py.
+RUN_OVERHEAD_S = 0.5
+# sockperf leaves out its own warm-up (400 ms) and takes no warm-up option; its client
+# also waits about 2 s before it starts (seen, with or without --dontwarmup).
+SOCKPERF_WARMUP_S = 0.4
+SOCKPERF_STARTUP_S = 2.0
+
+
+class PlanError(ValueError):
+    """A matrix option that makes no sense; the message says which and why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    profile: str = "2015"
+    networks: tuple[str, ...] = ("host", "overlay")
+    tools: tuple[str, ...] = ("iperf2",)
+    protocols: tuple[str, ...] = ("tcp",)
+    streams: tuple[int, ...] = (10,)
+    directions: tuple[str, ...] = ("forward",)
+    runs: int = 5
+    duration_s: int = 10
+    warmup_s: int = 1
+    pairs: str = "first"
+    # Total UDP target rate over all streams (each stream gets its share).
+    udp_target_mbps: float = 500
+    shuffle: bool = False
+    seed: int | None = None
+    port_base: int = 5201
+
+    def __post_init__(self) -> None:
+        for field, allowed in (("networks", NETWORKS), ("tools", TOOLS),
+                               ("protocols", PROTOCOLS), ("directions", DIRECTIONS)):
+            values = getattr(self, field)
+            if not values:
+                raise PlanError(f"--{field} is empty: give at least one of {', '.join(allowed)}")
+            bad = [v for v in values if v not in allowed]
+            if bad:
+                raise PlanError(f"--{field}: unknown {', '.join(bad)}; choose from {', '.join(allowed)}")
+        if not self.streams or any(s < 1 or s > 128 for s in self.streams):
+            raise PlanError("--streams: give numbers of parallel streams between 1 and 128")
+        if self.runs < 1:
+            raise PlanError("--runs must be at least 1")
+        # Whole seconds: iperf3 -t/-O take integers and iperf 2 reports per second.
+        if int(self.duration_s) != self.duration_s or self.duration_s < 1:
+            raise PlanError("--duration must be a whole number of seconds, at least 1")
+        if int(self.warmup_s) != self.warmup_s or self.warmup_s < 0:
+            raise PlanError("--warmup must be a whole number of seconds, 0 or more")
+        if self.pairs not in PAIRS:
+            raise PlanError(f"--pairs: choose from {', '.join(PAIRS)}")
+        if self.udp_target_mbps <= 0:
+            raise PlanError("--udp-rate must be positive (Mbit/s)")
+        if not 1024 <= self.port_base <= 65000:
+            raise PlanError("--port-base must be between 1024 and 65000")
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> "Plan":
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in doc.items() if k in fields})
+
+
+PROFILES: dict[str, dict[str, Any]] = {
+    # The 2015 post: iperf (2) -P 10, TCP, host vs overlay, five runs.
+    "2015": {},
+    "full": dict(networks=NETWORKS, tools=TOOLS, protocols=PROTOCOLS, streams=(1, 10),
+                 directions=DIRECTIONS),
+}
+
+
+def make_plan(profile: str = "2015", **overrides: Any) -> Plan:
+    if profile not in PROFILES:
+        raise PlanError(f"--profile: unknown {profile!r}; choose from {', '.join(PROFILES)}")
+    values = dict(PROFILES[profile], profile=profile)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Plan(**values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    tool: str
+    protocol: str
+    streams: int
+    direction: str
+    network: str
+    server_node: str
+    client_node: str
+
+    @property
+    def case_id(self) -> str:
+        return (f"{self.tool}-{self.protocol}-P{self.streams}-{self.direction}-{self.network}-"
+                f"{self.server_node}-{self.client_node}")
+
+    def static_skip_reason(self) -> str | None:
+        """Why this case can never run, whatever the hosts; None when it can."""
+        if self.tool == "iperf2" and self.protocol == "udp" and self.direction == "reverse":
+            return "iperf 2.1.8 UDP --reverse crashes its server (seen); use iperf3 for reverse UDP"
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    case: Case
+    run_index: int  # 1-based
+
+    @property
+    def run_id(self) -> str:
+        return f"{self.case.case_id}#{self.run_index}"
+
+
+def node_pairs(node_names: list[str], pairs: str) -> list[tuple[str, str]]:
+    """(server, client) pairs: the first two nodes, every pair, or each node to the next."""
+    if len(node_names) < 2:
+        raise PlanError("the stack has fewer than two nodes: nothing to measure between")
+    if pairs == "first":
+        return [(node_names[0], node_names[1])]
+    if pairs == "all":
+        return list(itertools.combinations(node_names, 2))
+    if len(node_names) == 2:
+        return [(node_names[0], node_names[1])]
+    return [(node_names[i], node_names[(i + 1) % len(node_names)]) for i in range(len(node_names))]
+
+
+def cases(plan: Plan, node_names: list[str]) -> list[Case]:
+    out: list[Case] = []
+    seen = set()
+    for (server, client), network, tool, protocol, streams, direction in itertools.product(
+            node_pairs(node_names, plan.pairs), plan.networks, plan.tools, plan.protocols,
+            plan.streams, plan.directions):
+        if tool == "sockperf":
+            # Ping-pong is one connection, the same both ways: streams and direction do not apply.
+            streams, direction = 1, "forward"
+        case = Case(tool, protocol, streams, direction, network, server, client)
+        if case not in seen:
+            seen.add(case)
+            out.append(case)
+    return out
+
+
+def run_order(plan: Plan, all_cases: list[Case]) -> Iterator[Run]:
+    """Round k of every case before round k + 1; within a round, shuffled when asked."""
+    rng = random.Random(plan.seed)
+    for k in range(1, plan.runs + 1):
+        round_ = list(all_cases)
+        if plan.shuffle:
+            rng.shuffle(round_)
+        for case in round_:
+            yield Run(case, k)
+
+
+def measured_s(plan: Plan, case: Case) -> float:
+    return plan.duration_s + (SOCKPERF_WARMUP_S if case.tool == "sockperf" else plan.warmup_s)
+
+
+def estimate_s(plan: Plan, runs: list[Run]) -> float:
+    return sum(run_cost_s(plan, r.case) for r in runs if r.case.static_skip_reason() is None)
+
+
+def run_cost_s(plan: Plan, case: Case) -> float:
+    """Estimated wall time of one run of `case`."""
+    extra = SOCKPERF_STARTUP_S if case.tool == "sockperf" else 0.0
+    return measured_s(plan, case) + extra + RUN_OVERHEAD_S

@@ -1,0 +1,96 @@
+"""Progress on stderr: a bar with ETA on a terminal, plain lines otherwise (CI logs)."""
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as RichProgress
+
+
+def describe(record: dict[str, Any]) -> str:
+    if record["status"] != "ok":
+        return f"{record['status']}: {record['reason']}"
+    parts = []
+    if record["throughput_mbps"] is not None:
+        parts.append(f"{record['throughput_mbps']:.1f} Mbit/s")
+    if record["retransmits"] is not None:
+        parts.append(f"{record['retransmits']} retransmits")
+    if record["udp_loss_percent"] is not None:
+        parts.append(f"loss {record['udp_loss_percent']:.3g}%")
+    if record["latency_p50_us"] is not None:
+        parts.append(f"p50 {record['latency_p50_us']:.1f} us, p99 {record['latency_p99_us']:.1f} us")
+    return ", ".join(parts)
+
+
+class Progress:
+    def __init__(self, enabled: bool = True, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.enabled = enabled
+        self.live = enabled and self.console.is_terminal
+        self._bar: RichProgress | None = None
+        self._task = None
+        self._n = 0
+        self._total = 0
+
+    @contextlib.contextmanager
+    def step(self, text: str):
+        """A preparation step: its name, then a check mark or a cross (kind's habit)."""
+        t0 = time.monotonic()
+        try:
+            yield
+        except BaseException:
+            if self.enabled:
+                if self.live:
+                    self.console.print(f"[red]✗[/red] {text}")
+                else:
+                    self._plain(f"FAILED {text}")
+            raise
+        if self.enabled:
+            took = f" ({time.monotonic() - t0:.1f} s)"
+            if self.live:
+                self.console.print(f"[green]✓[/green] {text}{took}", highlight=False)
+            else:
+                self._plain(f"ok {text}{took}")
+
+    def start(self, runs: int, estimate_s: float) -> None:
+        self._total = runs
+        if not self.enabled:
+            return
+        if self.live:
+            self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(),
+                                     TextColumn("{task.fields[runs]} runs"), TextColumn("ETA"),
+                                     TimeRemainingColumn(), console=self.console, transient=False)
+            # Advanced by each run's estimated seconds, so the ETA weighs long and short runs.
+            self._task = self._bar.add_task("runs", total=max(estimate_s, 1e-9), runs=f"0/{runs}")
+            self._bar.start()
+        else:
+            self._plain(f"{runs} runs to do, about {estimate_s / 60:.1f} min")
+
+    def begin(self, run) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, description=f"{run.run_id}")
+
+    def done(self, run, record: dict[str, Any], cost_s: float) -> None:
+        self._n += 1
+        if not self.enabled:
+            return
+        line = f"[{self._n}/{self._total}] {run.run_id}: {describe(record)}"
+        if record.get("wall_s") is not None and record["status"] != "skipped":
+            line += f" ({record['wall_s']:.1f} s)"
+        if self._bar is not None:
+            self._bar.console.print(line, highlight=False, markup=False, soft_wrap=True)
+            self._bar.update(self._task, advance=cost_s, runs=f"{self._n}/{self._total}")
+        else:
+            self._plain(line)
+
+    def _plain(self, line: str) -> None:
+        # Not a terminal (CI, a pipe): whole lines, never wrapped or coloured.
+        print(line, file=self.console.file, flush=True)
+
+    def stop(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None

@@ -1,0 +1,283 @@
+"""A bench session: check the nodes, prepare, run the plan in order, store every run.
+
+The steps, in order: reach every engine (all must answer before anything runs), put the
+image on every node, record the nodes (engine, kernel, MTUs) and the tools, write
+metadata.json, probe what needs probing (the encrypted overlay), then run. Whatever
+happens, the session's containers and networks are removed where the engine still answers.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+
+from bench import engines, image as bench_image, plan as bench_plan, stack as bench_stack, store
+from bench.engines import LABEL_SESSION, EngineError
+from bench.plan import Case, Plan, Run
+from bench.progress import Progress
+from bench.runner import RunFailure, Runner
+
+ENCRYPTED_PROBE_TIMEOUT_S = 8
+# Long enough for a slow gossip (seen: 10-15 s on a plain overlay), short enough to bound it.
+ENCRYPTED_REACH_TIMEOUT_S = 20
+
+
+class SessionError(RuntimeError):
+    """A session cannot start or continue; the message says what to do."""
+
+
+@dataclasses.dataclass
+class Summary:
+    session_dir: Path
+    cases: int
+    runs_total: int
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    already_done: int = 0
+    stopped_reason: str | None = None
+    interrupted: bool = False
+    wall_s: float = 0.0
+
+    def lines(self) -> list[str]:
+        out = [f"cases: {self.cases}, runs: {self.runs_total} "
+               f"(ok {self.ok}, failed {self.failed}, skipped {self.skipped}"
+               + (f", done before {self.already_done}" if self.already_done else "") + ")",
+               f"wall time: {self.wall_s:.1f} s",
+               f"results: {self.session_dir}"]
+        if self.stopped_reason:
+            out.append(f"stopped: {self.stopped_reason}; continue with --resume {self.session_dir}")
+        if self.interrupted:
+            out.append(f"interrupted: continue with --resume {self.session_dir}")
+        return out
+
+
+def static_skip(case: Case, outputs: dict[str, Any]) -> str | None:
+    """Why a case cannot run, known from the plan and the outputs alone."""
+    if case.network == "overlay-encrypted" and outputs["mode"] == "classic":
+        return ("encrypted overlay is unsupported in classic mode: the cluster-store overlay "
+                "driver has no encryption (swarm mode only)")
+    return case.static_skip_reason()
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM is handled like Ctrl-C: stop, clean up, keep what was stored."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+    try:
+        old = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+class Session:
+    def __init__(self, outputs: dict[str, Any], plan: Plan, results: Path, *, image_name: str,
+                 use_builtin_image: bool, keep_going: bool, command_line: list[str],
+                 resume_dir: Path | None = None, progress: Progress | None = None):
+        self.outputs = outputs
+        self.plan = plan
+        self.results = results
+        self.image_name = image_name
+        self.use_builtin_image = use_builtin_image
+        self.keep_going = keep_going
+        self.command_line = command_line
+        self.resume_dir = resume_dir
+        self.progress = progress or Progress(enabled=False)
+        self.clients: dict[str, docker.DockerClient] = {}
+        self.session_id = resume_dir.name if resume_dir else None
+        self.created_networks: list[tuple[str, Any]] = []
+
+    # ------------------------------------------------------------------ steps
+    def _step(self, text: str):
+        return self.progress.step(text)
+
+    def run(self) -> Summary:
+        t0 = time.monotonic()
+        node_names = [n["name"] for n in self.outputs["nodes"]]
+        all_cases = bench_plan.cases(self.plan, node_names)
+        order = list(bench_plan.run_order(self.plan, all_cases))
+        with self._step("Reaching the engines"):
+            self.clients = engines.connect_all(self.outputs["nodes"])
+        try:
+            with sigterm_as_interrupt():
+                return self._run(all_cases, order, t0)
+        except docker.errors.APIError as exc:
+            raise EngineError(f"an engine refused a request while preparing: {exc.explanation or exc}") from None
+        except engines.ENGINE_DOWN as exc:
+            raise EngineError(f"an engine stopped answering while preparing: {exc}") from None
+        finally:
+            self._cleanup()
+
+    def _run(self, all_cases: list[Case], order: list[Run], t0: float) -> Summary:
+        tarball = None
+        if self.use_builtin_image:
+            with self._step("Building the bench image"):
+                tarball = bench_image.build_tarball()
+        with self._step(f"Putting the image on {len(self.clients)} nodes"):
+            image_id = engines.ensure_image(self.clients, self.image_name, tarball)
+        if not self.resume_dir:
+            # Labels need the session's name before its directory exists: the directory is
+            # made only once the nodes answered for their facts (no empty sessions on failure).
+            self.session_id = store.session_name(self.outputs["stack"])
+        with self._step("Recording the nodes (engine, kernel, MTUs) and tools"):
+            meta = self._metadata(image_id)
+        session_dir = self._session_dir()
+        self.session_id = meta["session"] = session_dir.name
+        if self.resume_dir:
+            self._check_resume(meta)
+        else:
+            store.write_metadata(session_dir, meta)
+        log = store.RunLog(session_dir)  # runs.jsonl exists from the start, even if empty
+        done = store.done_run_ids(session_dir) if self.resume_dir else set()
+        summary = Summary(session_dir, len(all_cases), len(order), already_done=len(done & {r.run_id for r in order}))
+        networks = {"overlay": self.outputs["overlay_network"]}
+        dynamic_skip: dict[str, str] = {}
+        if any(c.network == "overlay-encrypted" and static_skip(c, self.outputs) is None for c in all_cases):
+            with self._step("Probing the encrypted overlay"):
+                net, reason = self._encrypted_network()
+            if net:
+                networks["overlay-encrypted"] = net
+            else:
+                dynamic_skip["overlay-encrypted"] = reason
+        runner = Runner(self.outputs, self.clients, self.plan, self.image_name, self.session_id, networks)
+        todo = [r for r in order if r.run_id not in done]
+        total_s = bench_plan.estimate_s(self.plan, todo)
+        try:
+            self.progress.start(len(todo), total_s)
+            for run in todo:
+                reason = static_skip(run.case, self.outputs) or dynamic_skip.get(run.case.network)
+                self.progress.begin(run)
+                record = runner.execute(run, skip_reason=reason)
+                failure: RunFailure | None = record.pop("_failure", None)
+                log.append(record)
+                summary.ok += record["status"] == "ok"
+                summary.failed += record["status"] == "failed"
+                summary.skipped += record["status"] == "skipped"
+                cost = 0 if reason else bench_plan.run_cost_s(self.plan, run.case)
+                self.progress.done(run, record, cost)
+                if failure and (failure.engine_down or failure.port_in_use) and not self.keep_going:
+                    summary.stopped_reason = f"{run.run_id} failed: {failure.reason}"
+                    break
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        finally:
+            self.progress.stop()
+            runner.close()
+            log.close()
+            summary.wall_s = time.monotonic() - t0
+        return summary
+
+    # ------------------------------------------------------------------ session directory
+    def _session_dir(self) -> Path:
+        if self.resume_dir:
+            return self.resume_dir
+        return store.new_session_dir(self.results, self.outputs["stack"])
+
+    def _metadata(self, image_id: str) -> dict[str, Any]:
+        overlay = self.outputs["overlay_network"]
+        subnet = engines.overlay_subnet(self.clients, overlay)
+        by_name = {n["name"]: n for n in self.outputs["nodes"]}
+
+        def facts(name: str) -> dict[str, Any]:
+            try:
+                return engines.node_facts(self.clients[name], by_name[name], self.image_name, overlay,
+                                          subnet, self.session_id)
+            except docker.errors.APIError as exc:
+                raise EngineError(f"node {name}: cannot record its facts: {exc.explanation or exc}") from None
+            except engines.ENGINE_DOWN as exc:
+                raise EngineError(f"node {name}: engine stopped answering: {exc}") from None
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(self.clients)) as pool:
+            nodes = dict(zip(self.clients, pool.map(facts, self.clients)))
+        # The same image everywhere, so the same tools: checked, then stored once.
+        versions = [facts.pop("tool_versions") for facts in nodes.values()]
+        if any(v != versions[0] for v in versions):
+            raise SessionError(f"the tools differ between nodes ({versions}): the image is not the same")
+        tool_versions = versions[0]
+        return {
+            "format_version": store.FORMAT_VERSION,
+            "session": self.session_id,
+            "started_at": store.utc_now(),
+            "command_line": self.command_line,
+            "seed": self.plan.seed if self.plan.shuffle else None,
+            "stack_outputs": bench_stack.without_secrets(self.outputs),
+            "nodes": nodes,
+            "image": {"name": self.image_name, "id": image_id},
+            "tool_versions": tool_versions,
+            "plan": self.plan.to_json(),
+        }
+
+    def _check_resume(self, now: dict[str, Any]) -> None:
+        """Refuse to add runs to a session measured on something else."""
+        then = store.read_metadata(self.resume_dir)
+        diffs = []
+        if then["plan"] != now["plan"]:
+            diffs.append("the plan")
+        if bench_stack.identity(then["stack_outputs"]) != bench_stack.identity(now["stack_outputs"]) or \
+                [n["name"] for n in then["stack_outputs"]["nodes"]] != [n["name"] for n in now["stack_outputs"]["nodes"]]:
+            diffs.append("the stack (provider, mode, link rate, MTU or nodes)")
+        if then["image"]["id"] != now["image"]["id"]:
+            diffs.append("the bench image (tools rebuilt or upgraded)")
+        if then["tool_versions"] != now["tool_versions"]:
+            diffs.append("the tool versions")
+        keys = ("engine_version", "kernel", "host_mtu_bytes", "overlay_mtu_bytes")
+        if {n: {k: f.get(k) for k in keys} for n, f in then["nodes"].items()} != \
+                {n: {k: f.get(k) for k in keys} for n, f in now["nodes"].items()}:
+            diffs.append("the nodes (engine, kernel or MTUs)")
+        if diffs:
+            raise SessionError(f"cannot resume {self.resume_dir}: {', '.join(diffs)} changed since it "
+                               "started; start a new session instead")
+
+    # ------------------------------------------------------------------ encrypted overlay
+    def _encrypted_network(self) -> tuple[str | None, str | None]:
+        """Create an encrypted attachable overlay and check it carries traffic, briefly."""
+        manager = next(n["name"] for n in self.outputs["nodes"] if n["role"] == "manager")
+        name = f"ob-enc-{self.session_id}"[:60]
+        try:
+            net = self.clients[manager].networks.create(
+                name, driver="overlay", attachable=True, options={"encrypted": "true"},
+                labels={LABEL_SESSION: self.session_id})
+        except docker.errors.APIError as exc:
+            return None, f"encrypted overlay cannot be created on this cluster: {exc.explanation or exc}"
+        self.created_networks.append((manager, net))
+        server_node, client_node = bench_plan.node_pairs(
+            [n["name"] for n in self.outputs["nodes"]], self.plan.pairs)[0]
+        probe = Case("iperf3", "tcp", 1, "forward", "overlay-encrypted", server_node, client_node)
+        probe_plan = dataclasses.replace(self.plan, duration_s=1, warmup_s=0, runs=1)
+        # The run machinery itself, with a short budget: on a kernel without ESP the client
+        # hangs silently (NOTES), so the probe must end on its own.
+        runner = Runner(self.outputs, self.clients, probe_plan, self.image_name, self.session_id,
+                        {"overlay-encrypted": name}, slack_s=ENCRYPTED_PROBE_TIMEOUT_S,
+                        reach_timeout_s=ENCRYPTED_REACH_TIMEOUT_S)
+        try:
+            record = runner.execute(Run(probe, 0))
+        finally:
+            runner.close()
+        if record["status"] == "ok":
+            return name, None
+        return None, (f"encrypted overlay carries no traffic between {server_node} and {client_node} "
+                      f"(probe: {record['reason']}); this host's kernel may lack ESP (INET_ESP)")
+
+    # ------------------------------------------------------------------ cleanup
+    def _cleanup(self) -> None:
+        if self.session_id:
+            engines.remove_session_containers(self.clients, self.session_id)
+        for node, net in self.created_networks:
+            with contextlib.suppress(Exception):
+                net.remove()
+        for c in self.clients.values():
+            with contextlib.suppress(Exception):
+                c.close()

@@ -1,0 +1,180 @@
+"""Results on disk (docs/results-format.md): one directory per session, never overwritten.
+
+metadata.json is written once, atomically. runs.jsonl gets one line per run, appended,
+flushed and fsynced before the next run starts: a crash or a pulled plug loses at most the
+run that was in flight.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import errno
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+# Version history of FORMAT_VERSION:
+#   1  first version (docs/results-format.md)
+FORMAT_VERSION = 1
+
+RUN_FIELDS = (
+    "format_version", "run_id", "case_id", "run_index", "network", "tool", "protocol",
+    "streams", "direction", "server_node", "client_node", "duration_s", "warmup_s",
+    "udp_target_mbps", "started_at", "wall_s", "status", "reason", "throughput_mbps",
+    "retransmits", "cpu_client_percent", "cpu_server_percent", "udp_loss_percent",
+    "udp_jitter_ms", "latency_p50_us", "latency_p99_us", "latency_p999_us",
+)
+DONE_STATUSES = ("ok", "skipped")
+
+
+class StoreError(RuntimeError):
+    """The results directory cannot be written or read; the message says what to do."""
+
+
+def _os_error(exc: OSError, path: Path) -> StoreError:
+    if exc.errno == errno.ENOSPC:
+        return StoreError(f"the disk holding {path} is full: free some space, then continue "
+                          f"with --resume {path.parent if path.suffix else path}")
+    return StoreError(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def session_name(stack: str, now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return f"{now:%Y%m%d-%H%M%S}-{stack}"
+
+
+def new_session_dir(results: Path, stack: str, now: dt.datetime | None = None) -> Path:
+    """Create and return results/YYYYmmdd-HHMMSS-STACK, adding -2, -3 ... if it exists."""
+    base = session_name(stack, now)
+    try:
+        results.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _os_error(exc, results) from None
+    for n in range(1, 1000):
+        path = results / (base if n == 1 else f"{base}-{n}")
+        try:
+            path.mkdir()  # exclusive: never reuse a directory someone else made
+            return path
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise _os_error(exc, path) from None
+    raise StoreError(f"too many sessions named {base} in {results}")
+
+
+def write_metadata(session: Path, doc: dict[str, Any]) -> None:
+    path = session / "metadata.json"
+    if path.exists():
+        raise StoreError(f"{path} exists: a session's metadata is never overwritten")
+    tmp = session / ".metadata.json.tmp"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(doc, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.link(tmp, path)  # fails if metadata.json appeared meanwhile, unlike rename
+        os.unlink(tmp)
+        _fsync_dir(session)
+    except FileExistsError:
+        os.unlink(tmp)
+        raise StoreError(f"{path} exists: a session's metadata is never overwritten") from None
+    except OSError as exc:
+        if tmp.exists():
+            tmp.unlink()
+        raise _os_error(exc, path) from None
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_metadata(session: Path) -> dict[str, Any]:
+    path = session / "metadata.json"
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise StoreError(f"{session} is not a results session (no metadata.json)") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StoreError(f"cannot read {path}: {exc}") from None
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise StoreError(f"{path} has format_version {doc.get('format_version')!r}; this "
+                         f"bench writes version {FORMAT_VERSION}")
+    return doc
+
+
+def read_runs(session: Path) -> list[dict[str, Any]]:
+    path = session / "runs.jsonl"
+    if not path.exists():
+        return []
+    runs = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                runs.append(json.loads(line))
+            except json.JSONDecodeError:
+                # Only the last line can be torn (a crash mid-write); it is simply redone.
+                continue
+    return runs
+
+
+def done_run_ids(session: Path) -> set[str]:
+    return {r["run_id"] for r in read_runs(session) if r.get("status") in DONE_STATUSES}
+
+
+class RunLog:
+    """runs.jsonl, opened for appending; each record is on disk when append() returns."""
+
+    def __init__(self, session: Path):
+        self.path = session / "runs.jsonl"
+        try:
+            self._f = open(self.path, "a")
+        except OSError as exc:
+            raise _os_error(exc, self.path) from None
+        self._ends_cleanly()
+
+    def _ends_cleanly(self) -> None:
+        # After a crash mid-line, start on a fresh line so the next record is whole.
+        size = self.path.stat().st_size
+        if size:
+            with open(self.path, "rb") as f:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    self._write("\n")
+
+    def _write(self, text: str) -> None:
+        try:
+            self._f.write(text)
+            self._f.flush()
+            os.fsync(self._f.fileno())
+        except OSError as exc:
+            raise _os_error(exc, self.path) from None
+
+    def append(self, record: dict[str, Any]) -> None:
+        missing = [k for k in RUN_FIELDS if k not in record]
+        if missing:
+            raise ValueError(f"run record lacks {missing}")  # a bug, not a user error
+        self._write(json.dumps({k: record[k] for k in RUN_FIELDS}) + "\n")
+
+    def close(self) -> None:
+        try:
+            self._f.close()
+        except OSError:
+            pass
+
+    def __enter__(self) -> "RunLog":
+        return self
+
+    def __exit__(self, *exc: Iterable[Any]) -> None:
+        self.close()

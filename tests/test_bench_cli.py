@@ -1,0 +1,163 @@
+"""python -m bench as a user runs it: dry runs, and one clear line for every mistake."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import engines
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def outputs_doc(**changes) -> dict:
+    doc = {
+        "schema_version": 1, "stack": "lab", "provider": "local", "mode": "classic",
+        "nodes": [
+            {"name": f"lab-node{i}", "role": "manager" if i == 1 else "worker",
+             "address": f"10.213.0.{10 + i}",
+             "docker_host": f"unix:///run/overlay-bench/nonexistent/n{i}/docker.sock",
+             "tls_cert_path": None, "ssh_key_path": None}
+            for i in (1, 2, 3)
+        ],
+        "keystore": {"name": "lab-keystore", "address": "10.213.0.2", "url": "etcd://10.213.0.2:2379"},
+        "overlay_network": "overlay-bench", "link_rate": None, "mtu_bytes": 1500,
+    }
+    doc.update(changes)
+    return doc
+
+
+def bench(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=120)
+
+
+@pytest.fixture
+def outputs_file(tmp_path):
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(outputs_doc()))
+    return path
+
+
+def test_dry_run_lists_the_2015_cases(outputs_file):
+    res = bench("--outputs", str(outputs_file), "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines() == [
+        "2 cases x 5 runs, 10 s each after 1 s warm-up (profile 2015, stack lab, classic mode)",
+        "  iperf2-tcp-P10-forward-host-lab-node1-lab-node2",
+        "  iperf2-tcp-P10-forward-overlay-lab-node1-lab-node2",
+        "10 runs to do (10 measured), interleaved by round; estimated 1.9 min (0.5 s overhead per run)",
+    ]
+
+
+def test_dry_run_of_the_issue_example(outputs_file):
+    res = bench("--outputs", str(outputs_file), "--dry-run", "--networks", "host,overlay,overlay-encrypted",
+                "--tools", "iperf3", "--streams", "1,10", "--runs", "3", "--duration", "2", "--pairs", "ring")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == "18 cases x 3 runs, 2 s each after 1 s warm-up (profile 2015, stack lab, classic mode)"
+    enc = [ln for ln in lines if "overlay-encrypted" in ln]
+    assert len(enc) == 6 and all("skipped: encrypted overlay is unsupported in classic mode" in ln for ln in enc)
+    assert lines[-1].startswith("54 runs to do (36 measured), interleaved by round; estimated 2.1 min")
+
+
+def test_dry_run_with_shuffle_records_a_seed(outputs_file):
+    res = bench("--outputs", str(outputs_file), "--dry-run", "--shuffle", "--seed", "42")
+    assert "shuffled within rounds, seed 42" in res.stdout
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--tools", "iperf4"], 2, "bench: --tools: unknown iperf4; choose from iperf2, iperf3, sockperf"),
+    (["--duration", "0"], 2, "bench: --duration must be a whole number of seconds, at least 1"),
+    (["--seed", "3"], 2, "bench: --seed only makes sense with --shuffle"),
+    ([], 1, "bench: node lab-node1: engine at unix:///run/overlay-bench/nonexistent/n1/docker.sock does not answer"),
+])
+def test_user_errors_are_one_line(outputs_file, tmp_path, args, code, message):
+    results = tmp_path / "results"
+    res = bench("--outputs", str(outputs_file), "--results", str(results), *args)
+    assert res.returncode == code
+    assert "Traceback" not in res.stderr
+    error_lines = [ln for ln in res.stderr.splitlines() if ln.startswith("bench:")]
+    assert len(error_lines) == 1 and error_lines[0].startswith(message), res.stderr
+    # Nothing was run, so no session was started.
+    assert not results.exists() or not any(results.iterdir())
+
+
+def test_all_unreachable_nodes_are_named(outputs_file):
+    res = bench("--outputs", str(outputs_file))
+    assert res.returncode == 1
+    for i in (1, 2, 3):
+        assert f"node lab-node{i}: engine at" in res.stderr
+    assert "nothing was run" in res.stderr
+
+
+def test_missing_input(tmp_path):
+    res = bench("--dry-run")
+    assert res.returncode == 2
+    assert res.stderr.strip() == ("bench: say which cluster to measure: --stack NAME (a Pulumi stack) or "
+                                  "--outputs FILE (its `pulumi stack output --json`)")
+    res = bench("--outputs", str(tmp_path / "nope.json"), "--dry-run")
+    assert res.returncode == 2 and "cannot read --outputs" in res.stderr
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"schema_version": 2}, "stack outputs have schema_version 2; this overlay-bench reads version 1"),
+    ({"overlay_network": ""}, "stack outputs invalid at overlay_network"),
+    ({"nodes": []}, "stack outputs invalid at nodes"),
+])
+def test_invalid_outputs(tmp_path, change, message):
+    path = tmp_path / "outputs.json"
+    doc = outputs_doc(**change)
+    path.write_text(json.dumps(doc))
+    res = bench("--outputs", str(path), "--dry-run")
+    assert res.returncode == 2
+    assert res.stderr.startswith(f"bench: {message}"), res.stderr
+    missing = outputs_doc()
+    del missing["mtu_bytes"]
+    path.write_text(json.dumps(missing))
+    res = bench("--outputs", str(path), "--dry-run")
+    assert res.returncode == 2 and "'mtu_bytes' is a required property" in res.stderr
+
+
+def test_resume_of_a_directory_that_is_no_session(tmp_path, outputs_file):
+    res = bench("--outputs", str(outputs_file), "--resume", str(tmp_path))
+    assert res.returncode == 1
+    assert res.stderr.strip() == f"bench: {tmp_path} is not a results session (no metadata.json)"
+
+
+def test_ssh_key_from_outputs_reaches_paramiko():
+    adapter = engines._KeyedSSHAdapter.__new__(engines._KeyedSSHAdapter)
+    adapter.key_filename = "/keys/id_ed25519"
+    adapter._create_paramiko_client("ssh://root@10.0.0.5:22")
+    assert adapter.ssh_params["key_filename"] == "/keys/id_ed25519"
+    assert adapter.ssh_params["hostname"] == "10.0.0.5" and adapter.ssh_params["username"] == "root"
+
+
+def test_ssh_engine_that_does_not_answer(tmp_path):
+    node = {"name": "n1", "docker_host": "ssh://root@127.0.0.1:1", "ssh_key_path": str(tmp_path / "key")}
+    with pytest.raises(engines.EngineError, match=r"node n1: cannot reach ssh://root@127.0.0.1:1"):
+        engines.connect(node, timeout_s=5)
+    import docker.api.client
+    assert docker.api.client.SSHHTTPAdapter is not engines._KeyedSSHAdapter  # restored
+
+
+def test_tcp_engine_needs_its_certificates(tmp_path):
+    node = {"name": "n1", "docker_host": "tcp://127.0.0.1:2376", "tls_cert_path": str(tmp_path)}
+    with pytest.raises(engines.EngineError, match="missing TLS files"):
+        engines.connect(node)
+
+
+def test_mtu_of_the_interface_carrying_an_address():
+    """The same script bench runs in a host-network container, run on this machine."""
+    text = subprocess.run(["sh", "-c", engines._MTU_SCRIPT], capture_output=True, text=True, check=True).stdout
+    routes, mtus = engines._parse_mtus(text)
+    iface, dest, mask = next((r for r in routes if r[2] and r[2] != 0xFFFFFFFF), routes[0])
+    import ipaddress
+    inside = str(ipaddress.IPv4Address(dest + 1))
+    expected = int(Path(f"/sys/class/net/{iface}/mtu").read_text())
+    assert engines.mtu_for(text, inside) == expected
