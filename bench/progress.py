@@ -86,6 +86,15 @@ class Progress:
         else:
             self._plain(line)
 
+    def note(self, line: str) -> None:
+        """A line between runs (a retry, say), above the bar on a terminal."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.console.print(line, highlight=False, markup=False, soft_wrap=True)
+        else:
+            self._plain(line)
+
     def _plain(self, line: str) -> None:
         # Not a terminal (CI, a pipe): whole lines, never wrapped or coloured.
         print(line, file=self.console.file, flush=True)

@@ -36,11 +36,15 @@ IPERF2_UDP_SERVER_ROWS_S = 5.0
 class RunFailure(Exception):
     """A run did not measure. `engine_down` names the node whose engine stopped answering."""
 
-    def __init__(self, reason: str, engine_down: str | None = None, port_in_use: bool = False):
+    def __init__(self, reason: str, engine_down: str | None = None, port_in_use: bool = False,
+                 setup: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.engine_down = engine_down
         self.port_in_use = port_in_use
+        # Failed while the containers were being set up, before anything was measured: a
+        # fresh attempt is fair (the failed one stays recorded).
+        self.setup = setup
 
 
 @dataclasses.dataclass
@@ -234,7 +238,7 @@ class Runner:
             if time.monotonic() > deadline:
                 last = out.strip().splitlines()[-1] if out.strip() else "no answer"
                 raise RunFailure(f"server {address} on {case.network} not reachable from "
-                                 f"{case.client_node} within {self.reach_timeout_s:g} s ({last})")
+                                 f"{case.client_node} within {self.reach_timeout_s:g} s ({last})", setup=True)
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
 
@@ -315,7 +319,7 @@ class Runner:
                     self._server_exited(case, server, port)
             if time.monotonic() > deadline:
                 raise RunFailure(f"server on {case.server_node} did not listen on port {port} "
-                                 f"within {READY_TIMEOUT_S:g} s")
+                                 f"within {READY_TIMEOUT_S:g} s", setup=True)
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
@@ -341,7 +345,7 @@ class Runner:
                 return ip
             if time.monotonic() > deadline:
                 raise RunFailure(f"server on {case.server_node} got no address on network {net} "
-                                 f"(container {server.status})")
+                                 f"(container {server.status})", setup=True)
             time.sleep(0.05)
 
     def _call(self, node: str, fn: Callable[[], Any]) -> Any:

@@ -33,6 +33,11 @@ class SessionError(RuntimeError):
     """A session cannot start or continue; the message says what to do."""
 
 
+# A run whose containers failed to set up (no address yet, not reachable yet) is tried again
+# at once, this many times; the failed attempts stay in runs.jsonl with their reason.
+SETUP_RETRIES = 2
+
+
 @dataclasses.dataclass
 class Summary:
     session_dir: Path
@@ -42,6 +47,7 @@ class Summary:
     failed: int = 0
     skipped: int = 0
     already_done: int = 0
+    retried: int = 0
     stopped_reason: str | None = None
     interrupted: bool = False
     wall_s: float = 0.0
@@ -49,7 +55,8 @@ class Summary:
     def lines(self) -> list[str]:
         out = [f"cases: {self.cases}, runs: {self.runs_total} "
                f"(ok {self.ok}, failed {self.failed}, skipped {self.skipped}"
-               + (f", done before {self.already_done}" if self.already_done else "") + ")",
+               + (f", done before {self.already_done}" if self.already_done else "")
+               + (f", set-up retries {self.retried}" if self.retried else "") + ")",
                f"wall time: {self.wall_s:.1f} s",
                f"results: {self.session_dir}"]
         if self.stopped_reason:
@@ -160,9 +167,14 @@ class Session:
             for run in todo:
                 reason = static_skip(run.case, self.outputs) or dynamic_skip.get(run.case.network)
                 self.progress.begin(run)
-                record = runner.execute(run, skip_reason=reason)
-                failure: RunFailure | None = record.pop("_failure", None)
-                log.append(record)
+                for attempt in range(1 + SETUP_RETRIES):
+                    record = runner.execute(run, skip_reason=reason)
+                    failure: RunFailure | None = record.pop("_failure", None)
+                    log.append(record)  # every attempt is on disk, the failed ones too
+                    if not (failure and failure.setup) or attempt == SETUP_RETRIES:
+                        break
+                    summary.retried += 1
+                    self.progress.note(f"{run.run_id}: {failure.reason}; trying again")
                 summary.ok += record["status"] == "ok"
                 summary.failed += record["status"] == "failed"
                 summary.skipped += record["status"] == "skipped"

@@ -24,16 +24,17 @@ fi
 
 mkdir -p "$RESULTS"
 tmp=$(mktemp -d)
+current="$tmp-current.yaml"   # the config of the lab that is up, for destroy
 finished=0
 cleanup() {
   status=$?
   if [ "$finished" != 1 ]; then
     say "demo failed (exit $status): destroying the lab"
-    pulumi destroy --yes --skip-preview --stack "$STACK" --config-file "$tmp.cfg" >&2 \
+    pulumi destroy --yes --skip-preview --stack "$STACK" --config-file "$current" >&2 \
       || $PY -m stacks.local down --name "$($PY -c "from stacks.config import default_lab_name as d; print(d('$STACK'))")" >&2 || true
     say "partial results (every completed run is on disk): $RESULTS"
   fi
-  rm -rf "$tmp" "$tmp.cfg"
+  rm -rf "$tmp" "$current"
   exit "$status"
 }
 trap cleanup EXIT
@@ -44,15 +45,26 @@ sessions=()
 for profile in $PROFILES; do
   # A config file per profile, so the checked-in Pulumi.local.yaml is never rewritten.
   cfg="$tmp/Pulumi.$STACK.$profile.yaml"
-  grep -v 'overlay-bench:linkRate\|overlay-bench:mode' "Pulumi.$STACK.yaml" > "$cfg"
-  printf '  overlay-bench:mode: %s\n' "$MODE" >> "$cfg"
-  [ "$profile" = unshaped ] || printf '  overlay-bench:linkRate: %s\n' "$profile" >> "$cfg"
-  cp "$cfg" "$tmp.cfg"
+  $PY - "Pulumi.$STACK.yaml" "$cfg" "$MODE" "$profile" <<'PYCODE'
+import sys, yaml
+src, dst, mode, profile = sys.argv[1:]
+doc = yaml.safe_load(open(src))
+doc["config"]["overlay-bench:mode"] = mode
+doc["config"].pop("overlay-bench:linkRate", None)
+if profile != "unshaped":
+    doc["config"]["overlay-bench:linkRate"] = profile
+yaml.safe_dump(doc, open(dst, "w"), sort_keys=False)
+PYCODE
+  cp "$cfg" "$current"
   say "pulumi up: 2-node $MODE lab, link $profile"
   pulumi up --yes --skip-preview --stack "$STACK" --config-file "$cfg"
   say "python -m bench: iperf 2, 10 streams, host vs overlay, 5 runs (link $profile)"
   # shellcheck disable=SC2086
-  $PY -m bench --stack "$STACK" --results "$RESULTS/$profile" $BENCH_ARGS
+  if ! $PY -m bench --stack "$STACK" --results "$RESULTS/$profile" $BENCH_ARGS; then
+    session=$(ls -d "$RESULTS/$profile"/*/ | tail -n 1)
+    say "some runs failed (their reasons are in $session/runs.jsonl): running them once more"
+    $PY -m bench --resume "$session" --results "$RESULTS/$profile" --stack "$STACK"
+  fi
   sessions+=("$(ls -d "$RESULTS/$profile"/*/ | tail -n 1)")
 done
 
@@ -60,6 +72,6 @@ say "python -m analysis"
 $PY -m analysis "${sessions[@]}" --out "$RESULTS/analysis"
 
 say "pulumi destroy"
-pulumi destroy --yes --skip-preview --stack "$STACK" --config-file "$tmp.cfg"
+pulumi destroy --yes --skip-preview --stack "$STACK" --config-file "$current"
 finished=1
 say "done: table in $RESULTS/analysis/report.md, plots and report.html beside it"

@@ -151,8 +151,11 @@ class TestClassic:
             assert facts["engine_version"].startswith("20.10") and facts["kernel"]
             assert facts["host_mtu_bytes"] == 1500
             assert facts["overlay_mtu_bytes"] == 1450  # VXLAN: 50 bytes of headers
-        runs = runs_of(session)
+        attempts = runs_of(session)
+        runs = list({r["run_id"]: r for r in attempts}.values())  # the last attempt of each run
         assert len(runs) == 40
+        # A set-up failure is tried again; the failed attempt stays on record.
+        assert all(r["status"] == "failed" for r in attempts if r not in runs)
         by_status: dict[str, list[dict]] = {}
         for rec in runs:
             by_status.setdefault(rec["status"], []).append(rec)
@@ -165,8 +168,36 @@ class TestClassic:
         assert "failed" not in by_status, by_status.get("failed")
         for rec in by_status["ok"]:
             check_metrics(rec)
-        assert "cases: 40, runs: 40 (ok 27, failed 0, skipped 13)" in res.stdout
+        assert "cases: 40, runs: 40 (ok 27, failed 0, skipped 13" in res.stdout
         assert f"results: {session}" in res.stdout
+        assert leftover_containers(doc) == {}
+
+    def test_setup_failure_is_tried_again_and_kept(self, classic, tmp_path, monkeypatch):
+        from bench import __main__ as bench_main
+        from bench import runner
+
+        real = runner.Runner._server_address
+        calls = []
+
+        def no_address_the_first_time(self, case, server):
+            calls.append(case.case_id)
+            if len(calls) == 1:
+                raise runner.RunFailure("server got no address (injected)", setup=True)
+            return real(self, case, server)
+
+        monkeypatch.setattr(runner.Runner, "_server_address", no_address_the_first_time)
+        doc, _ = classic
+        results = tmp_path / "results"
+        rc = bench_main.main(["--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results),
+                              "--networks", "overlay", "--runs", "1", "--duration", "1", "--warmup", "0",
+                              "--quiet"])
+        assert rc == 0
+        (session,) = sessions(results)
+        attempts = runs_of(session)
+        assert [r["status"] for r in attempts] == ["failed", "ok"]
+        assert attempts[0]["run_id"] == attempts[1]["run_id"]
+        assert attempts[0]["reason"] == "server got no address (injected)"
+        assert attempts[1]["throughput_mbps"] > 0
         assert leftover_containers(doc) == {}
 
     def test_interrupt_then_resume(self, classic, tmp_path):

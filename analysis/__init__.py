@@ -1,0 +1,14 @@
+"""`python -m analysis`: turn the runs `python -m bench` stored into tables, statistics and plots.
+
+load    read metadata.json + runs.jsonl (results format version 1, docs/results-format.md)
+stats   per-network statistics, overhead against host (Welch test, Fieller interval), VXLAN bound
+table   the comparison table: one row per setup and case, columns per network
+plots   the PNG figures (matplotlib, Agg backend)
+report  writes report.md, runs.csv, summary.csv, report.html and the plots
+compare `python -m analysis compare A B`, in the manner of pyperf's compare_to
+parallel the two helper processes (parser, plotter) that keep a large analysis within 5 s
+"""
+
+
+class AnalysisError(Exception):
+    """Something the user can fix (a path, a flag, a results file); the message says what."""

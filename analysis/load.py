@@ -1,0 +1,369 @@
+"""Read result sessions: metadata.json once per session, runs.jsonl one run per line.
+
+Kept independent of `bench/` on purpose: the results format (docs/results-format.md) is the
+contract, and this module checks it instead of trusting the writer.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analysis import AnalysisError
+
+# The results format version this analysis reads (docs/results-format.md).
+FORMAT_VERSION = 1
+
+NETWORKS = ("host", "overlay", "overlay-encrypted", "bridge")
+TOOLS = ("iperf2", "iperf3", "sockperf")
+PROTOCOLS = ("tcp", "udp")
+DIRECTIONS = ("forward", "reverse")
+STATUSES = ("ok", "failed", "skipped")
+
+# Keys a run line must carry: what identifies the run, its case and its outcome.
+REQUIRED_KEYS = frozenset({
+    "format_version", "run_id", "network", "tool", "protocol", "streams", "direction",
+    "server_node", "client_node", "duration_s", "status",
+})
+# Measurements: null when not measured. A missing key is read as null (not measured).
+METRIC_KEYS = (
+    "throughput_mbps", "retransmits", "cpu_client_percent", "cpu_server_percent",
+    "udp_loss_percent", "udp_jitter_ms", "latency_p50_us", "latency_p99_us", "latency_p999_us",
+)
+RUN_COLUMNS = (
+    "run_id", "case_id", "run_index", "network", "tool", "protocol", "streams", "direction",
+    "server_node", "client_node", "duration_s", "warmup_s", "udp_target_mbps", "started_at",
+    "wall_s", "status", "reason", *METRIC_KEYS,
+)
+_NUMERIC = ("streams", "duration_s", "warmup_s", "udp_target_mbps", "wall_s", "run_index", *METRIC_KEYS)
+_ENUMS = {"network": NETWORKS, "tool": TOOLS, "protocol": PROTOCOLS,
+          "direction": DIRECTIONS, "status": STATUSES}
+
+# What must match for two sessions to be merged into one case (docs/results-format.md).
+IDENTITY_KEYS = ("provider", "mode", "link_rate", "mtu_bytes", "tool_versions")
+
+
+@dataclass(frozen=True)
+class LineProblem:
+    """A runs.jsonl line that was skipped, with where it is and why."""
+    path: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: skipped: {self.reason}"
+
+
+@dataclass
+class Session:
+    """One `python -m bench` session directory."""
+    path: Path
+    shown_path: str          # the path as the user gave it, for messages
+    metadata: dict[str, Any]
+    runs: pd.DataFrame = field(repr=False, default=None)  # type: ignore[assignment]
+    problems: list[LineProblem] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return str(self.metadata.get("session") or self.path.name)
+
+    @property
+    def stack(self) -> str:
+        return str(self.metadata["stack_outputs"].get("stack") or self.name)
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        outputs = self.metadata["stack_outputs"]
+        ident = {k: outputs.get(k) for k in IDENTITY_KEYS if k != "tool_versions"}
+        ident["tool_versions"] = dict(sorted((self.metadata.get("tool_versions") or {}).items()))
+        return ident
+
+    def identity_text(self) -> str:
+        ident = self.identity
+        tools = ", ".join(f"{k} {v}" for k, v in ident["tool_versions"].items()) or "no tools"
+        link = ident["link_rate"] or "unshaped"
+        return f"{ident['provider']}/{ident['mode']}, link {link}, MTU {ident['mtu_bytes']}, {tools}"
+
+
+def is_session(path: Path) -> bool:
+    return (path / "metadata.json").is_file()
+
+
+def resolve(paths: list[str], default_root: str = "results") -> list[tuple[Path, str]]:
+    """Session directories for the command-line paths.
+
+    A session directory is taken as is; a directory of sessions stands for its latest session
+    (names are YYYYmmdd-HHMMSS-STACK, so the last in name order). No path: the latest in results/.
+    """
+    if not paths:
+        root = Path(default_root)
+        if not root.is_dir():
+            raise AnalysisError(f"no results: {default_root}/ does not exist; run `python -m bench` "
+                                "first or pass a results directory")
+        paths = [default_root]
+    found: list[tuple[Path, str]] = []
+    for shown in paths:
+        path = Path(shown)
+        if not path.exists():
+            raise AnalysisError(f"no results: {shown} does not exist")
+        if is_session(path):
+            found.append((path, shown))
+            continue
+        sessions = sorted(p for p in path.iterdir() if p.is_dir() and is_session(p)) if path.is_dir() else []
+        if not sessions:
+            raise AnalysisError(f"no results: {shown} holds no session (no metadata.json in it or in "
+                                "its subdirectories); run `python -m bench` first")
+        found.append((sessions[-1], str(Path(shown) / sessions[-1].name)))
+    unique: dict[Path, tuple[Path, str]] = {}
+    for path, shown in found:
+        unique.setdefault(path.resolve(), (path, shown))
+    return list(unique.values())
+
+
+def read_metadata(path: Path, shown: str) -> dict[str, Any]:
+    meta_path = f"{shown}/metadata.json"
+    try:
+        metadata = json.loads((path / "metadata.json").read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AnalysisError(f"cannot read {meta_path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise AnalysisError(f"{meta_path} is not JSON ({exc}): the session is damaged; "
+                            "re-run `python -m bench` or leave this session out") from None
+    if not isinstance(metadata, dict):
+        raise AnalysisError(f"{meta_path} is not a JSON object")
+    version = metadata.get("format_version")
+    if version != FORMAT_VERSION:
+        raise AnalysisError(f"{meta_path} has format_version {version!r}; this analysis reads "
+                            f"version {FORMAT_VERSION}: use the overlay-bench that wrote it")
+    outputs = metadata.get("stack_outputs")
+    if not isinstance(outputs, dict) or not outputs.get("provider"):
+        raise AnalysisError(f"{meta_path} lacks stack_outputs.provider: it does not follow "
+                            "docs/results-format.md")
+    if not isinstance(metadata.get("nodes", {}), dict):
+        raise AnalysisError(f"{meta_path}: nodes must be an object keyed by node name")
+    return metadata
+
+
+# A runs.jsonl larger than this is parsed half here, half in a worker process (JSON decoding
+# is most of the time of a large analysis).
+PARALLEL_BYTES = 8_000_000
+
+
+def read_runs(path: Path, shown: str, pool=None) -> tuple[pd.DataFrame, list[LineProblem]]:
+    """The valid runs of one runs.jsonl and the lines skipped, with file and line number.
+
+    With `pool` (analysis.parallel.workers), a large file is parsed in two processes.
+    """
+    runs_path = f"{shown}/runs.jsonl"
+    file = path / "runs.jsonl"
+    try:
+        with open(file, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return _frame([]), []
+    mid = data.find(b"\n", len(data) // 2) if len(data) > PARALLEL_BYTES and pool is not None else -1
+    if mid == -1:
+        frame, problems = parse_lines(_text(data), 1, runs_path)
+    else:
+        # The worker reads its half from the file itself: nothing large goes through a pipe.
+        second = pool.submit(_parse_file_part, str(file), mid + 1, data.count(b"\n", 0, mid + 1) + 1, runs_path)
+        frame, problems = parse_lines(_text(data[:mid + 1]), 1, runs_path)
+        frame_2, problems_2 = second.result()
+        frame = pd.concat([frame, frame_2], ignore_index=True)
+        problems += problems_2
+    problems.sort(key=lambda p: p.line)
+    return frame, problems
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", errors="replace")
+
+
+def _parse_file_part(file: str, offset: int, first_line: int, runs_path: str):
+    with open(file, "rb") as handle:
+        handle.seek(offset)
+        return parse_lines(_text(handle.read()), first_line, runs_path)
+
+
+def parse_lines(text: str, first_line: int, runs_path: str) -> tuple[pd.DataFrame, list[LineProblem]]:
+    """Runs from JSON lines (the first numbered `first_line`), and the lines skipped."""
+    problems: list[LineProblem] = []
+    body = text.rstrip("\n")
+    parsed = None
+    if body and "\n\n" not in body:
+        # Fast path: all lines in one call of the C parser. Anything unusual (a damaged or
+        # blank line, two objects on one line) falls back to line by line, which says where.
+        try:
+            parsed = json.loads("[" + body.replace("\n", ",") + "]")
+        except ValueError:
+            parsed = None
+        if parsed is not None and (len(parsed) != body.count("\n") + 1
+                                   or not all(type(rec) is dict for rec in parsed)):
+            parsed = None
+    if parsed is not None:
+        records, lines = parsed, range(first_line, first_line + len(parsed))
+    else:
+        records, lines = [], []
+        for lineno, line in enumerate(text.split("\n"), first_line):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except ValueError as exc:
+                # A run killed mid-write leaves a truncated last line: same treatment.
+                what = getattr(exc, "msg", None) or str(exc)
+                problems.append(LineProblem(runs_path, lineno, f"not JSON ({what})"))
+                continue
+            if not isinstance(rec, dict):
+                problems.append(LineProblem(runs_path, lineno, "not a JSON object"))
+                continue
+            records.append(rec)
+            lines.append(lineno)
+    frame = _frame(records)
+    frame["line"] = np.asarray(lines, dtype=int)
+    # Field checks are vectorised: parsing is the only per-line cost.
+    reasons = np.full(len(frame), None, dtype=object)
+    bad = np.zeros(len(frame), dtype=bool)
+
+    def flag(wrong, reason: str) -> None:
+        wrong = np.asarray(wrong, dtype=bool) & ~bad  # the first reason found is the one told
+        reasons[wrong] = reason
+        bad[wrong] = True
+
+    for key in sorted(REQUIRED_KEYS):
+        flag(frame[key].isna(), f"missing {key}")
+    version = frame["format_version"].astype(object)  # Python ints: messages show 2, not np.int64(2)
+    for value in version[(version != FORMAT_VERSION) & version.notna()].unique():
+        flag(version == value, f"format_version {value!r}, expected {FORMAT_VERSION}")
+    for column, allowed in _ENUMS.items():
+        flag(~frame[column].isin(allowed), f"{column} is not one of {', '.join(allowed)}")
+    for column in _NUMERIC:
+        original = frame[column]
+        # JSON true/false would pass as 1/0: a boolean is not a measurement.
+        if original.dtype.kind == "b":
+            original = original.astype(object).where(original.isna(), "bool")
+        elif original.dtype == object and pd.api.types.infer_dtype(original, skipna=True) not in (
+                "floating", "integer", "mixed-integer-float", "empty"):
+            original = original.where(~original.map(lambda v: isinstance(v, bool)), "bool")
+        numeric = pd.to_numeric(original, errors="coerce")
+        flag(original.notna() & numeric.isna(), f"{column} is not a number")
+        frame[column] = numeric.astype(float)
+    for column in ("streams", "duration_s"):
+        flag(~(frame[column] > 0), f"{column} must be a positive number")
+    if bad.any():
+        for line, reason in zip(frame["line"].to_numpy()[bad], reasons[bad]):
+            problems.append(LineProblem(runs_path, int(line), reason))
+        frame = frame[~bad].reset_index(drop=True)
+    frame["streams"] = frame["streams"].astype(int)
+    return frame.drop(columns=["format_version"]), problems
+
+
+def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    frame = pd.DataFrame.from_records(records, columns=["format_version", *RUN_COLUMNS])
+    for column in RUN_COLUMNS:
+        if column in _NUMERIC:
+            continue
+        # Missing is None whatever pandas inferred (NaN in a mixed column, None in an empty one).
+        values = frame[column].astype(object)
+        frame[column] = values.where(values.notna(), None)
+    return frame
+
+
+def load(paths: list[str], default_root: str = "results", pool=None) -> list[Session]:
+    """Every session named on the command line, with its runs and its skipped lines."""
+    found = [(path, shown, read_metadata(path, shown)) for path, shown in resolve(paths, default_root)]
+    sessions = []
+    for path, shown, metadata in found:
+        runs, problems = read_runs(path, shown, pool)
+        sessions.append(Session(path=path, shown_path=shown, metadata=metadata, runs=runs,
+                                problems=problems))
+    if not any(len(s.runs) for s in sessions):
+        names = ", ".join(s.shown_path for s in sessions)
+        raise AnalysisError(f"no results: no readable run in {names}; run `python -m bench` "
+                            "(or pass a session that has runs)")
+    return sessions
+
+
+def assign_setups(sessions: list[Session], merge: bool) -> dict[str, list[Session]]:
+    """Group sessions whose stack and identifying metadata match; each group is one `setup` label.
+
+    Sessions that differ (other stack, other settings, other tool versions) stay apart unless
+    `merge`.
+    """
+    if merge:
+        label = "+".join(dict.fromkeys(s.stack for s in sessions))
+        return {label: list(sessions)}
+    groups: dict[str, list[Session]] = {}
+    for session in sessions:
+        # The stack name counts too: two stacks are two setups even when configured alike.
+        key = json.dumps([session.stack, session.identity], sort_keys=True)
+        groups.setdefault(key, []).append(session)
+    by_stack: dict[str, list[str]] = {}
+    for key, members in groups.items():
+        by_stack.setdefault(members[0].stack, []).append(key)
+    setups: dict[str, list[Session]] = {}
+    for stack, keys in by_stack.items():
+        if len(keys) == 1:
+            setups[stack] = groups[keys[0]]
+            continue
+        # Same stack name, different settings: name each by what differs.
+        idents = [groups[k][0].identity for k in keys]
+        differing = [k for k in IDENTITY_KEYS if len({json.dumps(i[k], sort_keys=True) for i in idents}) > 1]
+        for key, ident in zip(keys, idents):
+            parts = []
+            for k in differing:
+                if k == "tool_versions":
+                    others = [i["tool_versions"] for i in idents if i is not ident]
+                    parts += [f"{t} {v}" for t, v in ident["tool_versions"].items()
+                              if any(o.get(t) != v for o in others)]
+                    parts += [f"no {t}" for o in idents for t in o["tool_versions"]
+                              if t not in ident["tool_versions"] and f"no {t}" not in parts]
+                else:
+                    parts.append(f"{k} {ident[k]}")
+            setups[f"{stack} ({', '.join(parts) or groups[key][0].name})"] = groups[key]
+    return setups
+
+
+def runs_table(setups: dict[str, list[Session]]) -> pd.DataFrame:
+    """All runs of all setups, one row per run (tidy), with setup and session columns."""
+    frames = []
+    for label, members in setups.items():
+        for session in members:
+            frame = session.runs.copy()
+            frame.insert(0, "session", session.name)
+            frame.insert(0, "setup", label)
+            frames.append(frame)
+    runs = pd.concat(frames, ignore_index=True)
+    runs.insert(2, "line", runs.pop("line"))
+    # Counts read as floats (JSON null -> NaN); keep them whole in runs.csv.
+    for column in ("run_index", "retransmits"):
+        if (runs[column].dropna() % 1 == 0).all():
+            runs[column] = runs[column].astype("Int64")
+    # A resumed session may hold the same ok/skipped run twice; the last line wins.
+    done = runs["status"] != "failed"
+    dup = runs[done].duplicated(["session", "run_id"], keep="last")
+    runs = runs.drop(index=dup[dup].index).reset_index(drop=True)
+    runs["udp_target_mbps"] = runs["udp_target_mbps"].astype(float)
+    return runs
+
+
+def node_mtus(setups: dict[str, list[Session]]) -> dict[tuple[str, str], tuple[float, float]]:
+    """(setup, node) -> (host MTU, overlay MTU), the smallest seen over the setup's sessions."""
+    mtus: dict[tuple[str, str], tuple[float, float]] = {}
+    for label, members in setups.items():
+        for session in members:
+            for node, info in (session.metadata.get("nodes") or {}).items():
+                if not isinstance(info, dict):
+                    continue
+                host, overlay = info.get("host_mtu_bytes"), info.get("overlay_mtu_bytes")
+                host = float(host) if isinstance(host, (int, float)) else np.nan
+                overlay = float(overlay) if isinstance(overlay, (int, float)) else np.nan
+                old = mtus.get((label, node))
+                if old:
+                    host, overlay = np.fmin(host, old[0]), np.fmin(overlay, old[1])
+                mtus[(label, node)] = (host, overlay)
+    return mtus
