@@ -92,15 +92,35 @@ def test_runs_csv_is_one_row_per_run(full):
     assert all(r["setup"] and r["session"] and r["line"] for r in rows)
 
 
-def test_skipped_and_failed_runs_are_shown_not_averaged(full):
+def _reverse_iperf2_rows(summary_csv: Path, setup: str) -> list[dict]:
+    rows = list(csv.DictReader(open(summary_csv)))
+    return [r for r in rows if r["setup"] == setup and r["tool"] == "iperf2"
+            and r["direction"] == "reverse"]
+
+
+def test_skipped_and_failed_runs_are_shown_not_averaged(full, tmp_path):
     out, done = full
     assert "unsupported: overlay-encrypted unsupported on this host" in done.stdout
+    # In the fixture, overlay run #3 failed and was run again (resumed) with success: that
+    # is not a failed run, and its failed line stays in runs.csv.
+    (reverse,) = _reverse_iperf2_rows(out / "summary.csv", "lab (iperf3 3.12)")
+    assert (reverse["overlay_n"], reverse["overlay_failed"]) == ("5", "0")
+    runs = list(csv.DictReader(open(out / "runs.csv")))
+    assert [r["status"] for r in runs if r["run_id"] == "iperf2-tcp-P10-reverse-overlay-node1-node2#3"
+            and r["setup"] == "lab (iperf3 3.12)"] == ["failed", "ok"]
+    # Without the second attempt, run #3 stays failed: counted, never averaged.
+    lab = tmp_path / LAB.name
+    shutil.copytree(REPO / LAB, lab)
+    lines = (lab / "runs.jsonl").read_text().splitlines(keepends=True)
+    retry = [i for i, l in enumerate(lines) if '"iperf2-tcp-P10-reverse-overlay-node1-node2#3"' in l
+             and '"status": "ok"' in l]
+    del lines[retry[0]]
+    (lab / "runs.jsonl").write_text("".join(lines))
+    done = analysis(lab, "--out", tmp_path / "out")
+    (reverse,) = _reverse_iperf2_rows(tmp_path / "out" / "summary.csv", "lab")
+    assert (reverse["overlay_n"], reverse["overlay_failed"]) == ("4", "1")
+    assert "n=4, +1 failed" in done.stdout
     rows = list(csv.DictReader(open(out / "summary.csv")))
-    reverse = [r for r in rows if r["setup"] == "lab (iperf3 3.12)" and r["tool"] == "iperf2"
-               and r["direction"] == "reverse"]
-    assert len(reverse) == 1
-    assert (reverse[0]["overlay_n"], reverse[0]["overlay_failed"]) == ("5", "1")
-    assert "n=5, +1 failed" in done.stdout
     encrypted = [r for r in rows if r["overlay-encrypted_skipped"] not in ("", "0")]
     assert encrypted and all(r["overlay-encrypted_mean"] == "" and r["overlay-encrypted_n"] == "0" for r in encrypted)
 
