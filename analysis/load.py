@@ -322,6 +322,10 @@ def assign_setups(sessions: list[Session], merge: bool) -> dict[str, list[Sessio
                               if any(o.get(t) != v for o in others)]
                     parts += [f"no {t}" for o in idents for t in o["tool_versions"]
                               if t not in ident["tool_versions"] and f"no {t}" not in parts]
+                elif k == "link_rate":
+                    parts.append(f"link {ident[k] or 'unshaped'}")
+                elif k == "mtu_bytes":
+                    parts.append(f"MTU {ident[k]}")
                 else:
                     parts.append(f"{k} {ident[k]}")
             setups[f"{stack} ({', '.join(parts) or groups[key][0].name})"] = groups[key]
