@@ -77,7 +77,7 @@ class StackConfig:
 
 
 # key -> the providers it applies to. The table is the list of keys a user may set;
-# anything else in the namespace is a typo and is refused. Defaults: docs/pulumi-program.md.
+# anything else in the namespace is a typo and is refused. Defaults: README.md (The Pulumi program).
 KEYS: dict[str, tuple[str, ...]] = {
     "provider": PROVIDERS,
     "mode": PROVIDERS,

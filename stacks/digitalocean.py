@@ -8,7 +8,7 @@ the manager's token (a Pulumi secret, carried on stdin, never logged).
 The bench reaches every engine as `ssh://root@PUBLIC_IP` (docker SDK over SSH): no Docker
 API port is opened anywhere. The 2015 classic Swarm manager is not deployed: it needs each
 engine's TCP API reachable over the network, which this stack refuses to open (see
-docs/pulumi-program.md); the bench pins containers to nodes by talking to each engine.
+README.md, "The Pulumi program"); the bench pins containers to nodes by talking to each engine.
 """
 from __future__ import annotations
 

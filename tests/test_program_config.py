@@ -201,6 +201,6 @@ def test_example_stack_files_are_valid(stack, ssh_keys, monkeypatch):
 
 
 def test_every_key_is_documented():
-    doc = (PROJECT / "docs" / "pulumi-program.md").read_text()
+    doc = (PROJECT / "README.md").read_text()
     missing = [key for key in config.KEYS if f"| `{key}` |" not in doc]
-    assert not missing, f"keys without a row in docs/pulumi-program.md: {missing}"
+    assert not missing, f"keys without a row in README.md: {missing}"
