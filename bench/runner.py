@@ -185,24 +185,32 @@ class Runner:
             # its own node's engine (an overlay attach takes about a second per container);
             # the client tool is then exec'd in the idle container once the server listens.
             # The idle process is `cat` on an open stdin: it waits without a sleep binary.
-            futs = [
-                self._pool.submit(self._call, case.server_node, lambda: _start(
-                    self.clients[case.server_node], self.image, server_command(case, target.bind, port),
-                    labels=self._labels(run, "server"), **target.server_kwargs)),
-                self._pool.submit(self._call, case.client_node, lambda: _start(
-                    self.clients[case.client_node], self.image, ["cat"], stdin_open=True,
-                    labels=self._labels(run, "client"), **target.client_kwargs)),
-            ]
-            concurrent.futures.wait(futs)
-            for fut in futs:
-                if fut.exception() is not None:
-                    raise fut.exception()
-            server, holder = (f.result() for f in futs)
-            self._finish_removals()  # the previous run's containers are gone before this one measures
-            self._wait_listening(case, server, port)
-            address = self._server_address(case, server)
-            if case.network.startswith("overlay"):
-                self._wait_reachable(case, holder, address)
+            try:
+                futs = [
+                    self._pool.submit(self._call, case.server_node, lambda: _start(
+                        self.clients[case.server_node], self.image, server_command(case, target.bind, port),
+                        labels=self._labels(run, "server"), **target.server_kwargs)),
+                    self._pool.submit(self._call, case.client_node, lambda: _start(
+                        self.clients[case.client_node], self.image, ["cat"], stdin_open=True,
+                        labels=self._labels(run, "client"), **target.client_kwargs)),
+                ]
+                concurrent.futures.wait(futs)
+                for fut in futs:
+                    if fut.exception() is not None:
+                        raise fut.exception()
+                server, holder = (f.result() for f in futs)
+                self._finish_removals()  # the previous run's containers are gone before this one measures
+                self._wait_listening(case, server, port)
+                address = self._server_address(case, server)
+                if case.network.startswith("overlay"):
+                    self._wait_reachable(case, holder, address)
+            except RunFailure as exc:
+                # Nothing was measured yet: unless an engine died or the port is taken, a fresh
+                # attempt is fair. Seen in classic mode under load: an engine failing to write
+                # to the key-value store ("failed to update store ... network is unreachable").
+                if not (exc.engine_down or exc.port_in_use):
+                    exc.setup = True
+                raise
             out, err = self._exec_client(case, holder, client_command(case, plan, address, port))
             return self._parse(case, out, err, server)
         finally:
@@ -211,6 +219,15 @@ class Runner:
                 with contextlib.suppress(BaseException):
                     made.append(fut.result())
             self._remove_later(made)
+
+    def dead_engine(self, case: Case) -> str | None:
+        """The node of this case whose engine no longer answers, if any."""
+        for node in (case.server_node, case.client_node):
+            try:
+                self.clients[node].ping()
+            except (docker.errors.DockerException, *ENGINE_DOWN):
+                return node
+        return None
 
     def _wait_reachable(self, case: Case, holder, address: str) -> None:
         """From the client's container, wait until the server's overlay address answers.
@@ -238,7 +255,7 @@ class Runner:
             if time.monotonic() > deadline:
                 last = out.strip().splitlines()[-1] if out.strip() else "no answer"
                 raise RunFailure(f"server {address} on {case.network} not reachable from "
-                                 f"{case.client_node} within {self.reach_timeout_s:g} s ({last})", setup=True)
+                                 f"{case.client_node} within {self.reach_timeout_s:g} s ({last})")
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
 
@@ -319,7 +336,7 @@ class Runner:
                     self._server_exited(case, server, port)
             if time.monotonic() > deadline:
                 raise RunFailure(f"server on {case.server_node} did not listen on port {port} "
-                                 f"within {READY_TIMEOUT_S:g} s", setup=True)
+                                 f"within {READY_TIMEOUT_S:g} s")
             time.sleep(delay)
             delay = min(delay * 2, 0.05)
 
@@ -345,7 +362,7 @@ class Runner:
                 return ip
             if time.monotonic() > deadline:
                 raise RunFailure(f"server on {case.server_node} got no address on network {net} "
-                                 f"(container {server.status})", setup=True)
+                                 f"(container {server.status})")
             time.sleep(0.05)
 
     def _call(self, node: str, fn: Callable[[], Any]) -> Any:

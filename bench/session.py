@@ -170,8 +170,14 @@ class Session:
                 for attempt in range(1 + SETUP_RETRIES):
                     record = runner.execute(run, skip_reason=reason)
                     failure: RunFailure | None = record.pop("_failure", None)
+                    if failure and not failure.engine_down:
+                        # Whatever the error said, a dead engine is the cause worth naming.
+                        dead = runner.dead_engine(run.case)
+                        if dead:
+                            failure.engine_down = dead
+                            record["reason"] = f"engine on {dead} stopped answering ({failure.reason})"
                     log.append(record)  # every attempt is on disk, the failed ones too
-                    if not (failure and failure.setup) or attempt == SETUP_RETRIES:
+                    if not (failure and failure.setup and not failure.engine_down) or attempt == SETUP_RETRIES:
                         break
                     summary.retried += 1
                     self.progress.note(f"{run.run_id}: {failure.reason}; trying again")
