@@ -16,14 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
+from stacks.local import lab
 from stacks.outputs import MODES, PROVIDERS
 
 NAMESPACE = "overlay-bench"
 
-# Lab names become interface and namespace names (IFNAMSIZ is 16): the lab keeps them short.
-LAB_NAME_RE = re.compile(r"^[a-z0-9]{1,8}$")
-# tc rate units the lab accepts (stacks/local/lab.py rate_bits_per_s): 1gbit, 500mbit.
-LINK_RATE_RE = re.compile(r"^[0-9]+(\.[0-9]+)?[kmgt]?bit$")
 # DigitalOcean droplet names are hostnames; the prefix gets "-keystore" / "-node9" appended.
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 
@@ -201,27 +198,27 @@ def parse(raw: Mapping[str, Any], stack: str, env: Mapping[str, str] | None = No
 
     if provider == "local":
         lab_name = raw.get("labName") or default_lab_name(stack)
-        if not LAB_NAME_RE.fullmatch(lab_name):
+        if not lab.NAME_RE.fullmatch(lab_name):  # the lab's own rules, checked before any resource
             raise ConfigError(f"config {NAMESPACE}:labName {lab_name!r} must be 1-8 lower-case "
                               f"letters or digits: {_fix('labName', 'lab1')}")
         link_rate = raw.get("linkRate") or None
-        if link_rate is not None and not LINK_RATE_RE.fullmatch(link_rate.lower()):
-            raise ConfigError(f"config {NAMESPACE}:linkRate {link_rate!r} is not a tc rate such as "
-                              f"1gbit or 100mbit: {_fix('linkRate', '1gbit')}")
-        if link_rate is not None and float(re.match(r"[0-9.]+", link_rate).group()) <= 0:
-            raise ConfigError(f"config {NAMESPACE}:linkRate {link_rate!r} must be above zero: "
-                              f"{_fix('linkRate', '1gbit')}")
+        if link_rate is not None:
+            try:
+                lab.rate_bits_per_s(link_rate)
+            except lab.LabError:
+                raise ConfigError(f"config {NAMESPACE}:linkRate {link_rate!r} is not a tc rate above "
+                                  f"zero such as 1gbit or 100mbit: {_fix('linkRate', '1gbit')}") from None
         subnet = raw.get("subnet") or None
         if subnet is not None:
             try:
                 network = ipaddress.IPv4Network(subnet)
             except ValueError:
                 network = None
-            if network is None or network.num_addresses < 64:
+            if network is None or network.num_addresses < lab.MIN_SUBNET_ADDRESSES:
                 raise ConfigError(f"config {NAMESPACE}:subnet {subnet!r} must be an IPv4 network "
                                   f"of /26 or larger: {_fix('subnet', '10.213.0.0/24')}")
         values.update(lab_name=lab_name, link_rate=link_rate.lower() if link_rate else None,
-                      mtu_bytes=_int(raw, "mtu", 1500, 1280, 9000, "1500"), subnet=subnet)
+                      mtu_bytes=_int(raw, "mtu", 1500, lab.MTU_MIN_BYTES, lab.MTU_MAX_BYTES, "1500"), subnet=subnet)
 
     elif provider == "digitalocean":
         if not provider_token and not env.get("DIGITALOCEAN_TOKEN"):

@@ -39,6 +39,8 @@ DEFAULT_SUBNET = "10.213.0.0/24"
 OVERLAY_NETWORK = "overlay-bench"
 NAME_RE = re.compile(r"^[a-z0-9]{1,8}$")  # fits interface names: "ob-" + name + "-kv" <= 15
 MODES = ("classic", "swarm")
+MTU_MIN_BYTES, MTU_MAX_BYTES = 1280, 9000
+MIN_SUBNET_ADDRESSES = 64  # a /26: keystore, nodes from .11, room for 50 nodes
 KEYSTORE_ADDRESS_INDEX = 2
 FIRST_NODE_ADDRESS_INDEX = 11
 ENGINE_START_TIMEOUT_S = 40.0
@@ -69,12 +71,13 @@ class LabSpec:
             raise LabError(f"--nodes {self.nodes}: at most 50 nodes fit the lab subnet plan")
         if self.mode not in MODES:
             raise LabError(f"--mode {self.mode!r} is unknown: use classic or swarm")
-        if not 1280 <= self.mtu_bytes <= 9000:
-            raise LabError(f"--mtu {self.mtu_bytes}: choose an MTU between 1280 and 9000 bytes")
+        if not MTU_MIN_BYTES <= self.mtu_bytes <= MTU_MAX_BYTES:
+            raise LabError(f"--mtu {self.mtu_bytes}: choose an MTU between {MTU_MIN_BYTES} and "
+                           f"{MTU_MAX_BYTES} bytes")
         if self.link_rate is not None:
             rate_bits_per_s(self.link_rate)
         net = self.network
-        if net.num_addresses < 64:
+        if net.num_addresses < MIN_SUBNET_ADDRESSES:
             raise LabError(f"--subnet {self.subnet}: use a /26 or larger")
 
     @property
