@@ -227,11 +227,19 @@ def remove_session_containers(clients: dict[str, docker.DockerClient], session: 
     unreachable = []
 
     def clean(name: str, client: docker.DockerClient) -> None:
+        label = {"label": f"{LABEL_SESSION}={session}"}
+        deadline = time.monotonic() + timeout_s
         try:
-            for ctr in client.containers.list(all=True, sparse=True,
-                                              filters={"label": f"{LABEL_SESSION}={session}"}):
-                with contextlib.suppress(docker.errors.NotFound):
-                    ctr.remove(force=True)
+            # Until none is listed: one container's refusal ("removal already in progress",
+            # a start still finishing) must not leave the others behind.
+            while ctrs := client.containers.list(all=True, sparse=True, filters=label):
+                for ctr in ctrs:
+                    with contextlib.suppress(docker.errors.APIError):
+                        ctr.remove(force=True)
+                if time.monotonic() > deadline:
+                    unreachable.append(name)
+                    return
+                time.sleep(0.1)
         except (docker.errors.APIError, *ENGINE_DOWN):
             unreachable.append(name)
 
