@@ -10,7 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests import residue as residue_mod  # noqa: E402
+from tests import names, residue as residue_mod  # noqa: E402
 
 
 def require_root() -> None:
@@ -65,13 +65,13 @@ def _module_lab(request, name: str, mode: str):
 @pytest.fixture(scope="module")
 def swarm_lab(request):
     """A 2-node swarm-mode lab shared by a test module."""
-    return _module_lab(request, "tsw", "swarm")
+    return _module_lab(request, names.lab_name("sw"), "swarm")
 
 
 @pytest.fixture(scope="module")
 def classic_lab(request):
     """A 2-node classic-mode (etcd + --cluster-store) lab shared by a test module."""
-    return _module_lab(request, "tcl", "classic")
+    return _module_lab(request, names.lab_name("cl"), "classic")
 
 
 @pytest.fixture

@@ -15,11 +15,12 @@ import docker
 import pytest
 
 from bench.engines import LABEL_SESSION
+from tests import names
 
 ROOT = Path(__file__).resolve().parents[1]
-# Our own lab names and subnets, so the lead's lab tests never collide with these.
-CLASSIC = ("btc", "10.213.81.0/24")
-SWARM = ("bts", "10.213.82.0/24")
+# Unique lab names and subnets: no other test run on this machine collides with these.
+CLASSIC = (names.lab_name("btc"), names.subnet())
+SWARM = (names.lab_name("bts"), names.subnet())
 
 
 def _lab(request, name: str, subnet: str, mode: str):

@@ -17,10 +17,14 @@ import pytest
 from stacks import outputs
 from stacks.local import lab
 from stacks.local.progress import Status
-from tests import residue
+from tests import names, residue
 from tests.conftest import REPO, require_root
 
 pytestmark = pytest.mark.root
+
+# Names for labs that must fail to come up: unique, so another run's lab is never touched.
+ERR = names.lab_name("err")
+FOREIGN = names.lab_name("forn")
 
 
 def lab_cli(*args: str, env: dict | None = None, user: str | None = None) -> subprocess.CompletedProcess:
@@ -77,7 +81,7 @@ def overlay_reaches(doc: dict) -> dict:
 @pytest.mark.parametrize("mode", ["swarm", "classic"])
 def test_lab_up_overlay_down_leaves_nothing(mode):
     require_root()
-    name = f"tu{mode[:2]}"
+    name = names.lab_name(f"u{mode[:2]}")
     before = residue.snapshot(ignore=residue.other_labs(name))
     doc = lab.up(name, mode=mode, status=Status(quiet=True))
     try:
@@ -106,7 +110,7 @@ def test_lab_up_overlay_down_leaves_nothing(mode):
         routes = json.loads(subprocess.run(["ip", "-n", lab.node_netns(name, 1), "-j", "route"],
                                            capture_output=True, text=True).stdout)
         assert [r["dst"] for r in routes if "docker" not in r.get("dev", "") and r.get("dev") != "docker_gwbridge"] \
-            == ["10.213.0.0/24"], routes
+            == [lab.DEFAULT_SUBNET], routes
         assert "residue" not in lab_cli("status", "--name", name).stderr
     finally:
         lab.down(name, status=Status(quiet=True))
@@ -115,7 +119,7 @@ def test_lab_up_overlay_down_leaves_nothing(mode):
 
 
 def test_link_rate_limits_throughput_between_nodes(lab_factory):
-    name = "tshape"
+    name = names.lab_name("sh")
     rate_mbps = 400
     doc = lab_factory(name, mode="swarm", link_rate=f"{rate_mbps}mbit")
     assert doc["link_rate"] == f"{rate_mbps}mbit"
@@ -150,7 +154,7 @@ def test_link_rate_limits_throughput_between_nodes(lab_factory):
 
 
 def test_up_is_idempotent_and_rebuilds_a_half_torn_down_lab(lab_factory):
-    name = "theal"
+    name = names.lab_name("he")
     doc = lab_factory(name, mode="swarm")
     again = lab.up(name, mode="swarm", status=Status(quiet=True))
     assert again == doc
@@ -168,7 +172,7 @@ def test_up_is_idempotent_and_rebuilds_a_half_torn_down_lab(lab_factory):
 
 
 def test_up_copes_with_leftover_namespace_and_state(lab_factory):
-    name = "tleft"
+    name = names.lab_name("le")
     require_root()
     # Leftovers of a crash: a namespace, a veth half, a state directory, no lab.json.
     subprocess.run(["ip", "netns", "add", lab.node_netns(name, 1)], check=True)
@@ -182,7 +186,7 @@ def test_up_copes_with_leftover_namespace_and_state(lab_factory):
 
 def test_cli_up_status_down_prints_the_outputs_document():
     require_root()
-    name = "tcli"
+    name = names.lab_name("cli")
     try:
         up = lab_cli("up", "--name", name, "--mode", "swarm", "--mtu", "1400")
         assert up.returncode == 0, up.stderr
@@ -219,29 +223,29 @@ def _path_without(tmp_path: Path, *missing: str) -> str:
 
 @pytest.mark.parametrize("args, expected", [
     (["--name", "Bad_Name"], "1-8 lowercase letters or digits"),
-    (["--name", "terr", "--nodes", "1"], "at least 2 nodes"),
-    (["--name", "terr", "--link-rate", "fast"], "tc units such as 1gbit"),
-    (["--name", "terr", "--mtu", "100"], "MTU between"),
-    (["--name", "terr", "--subnet", "127.0.0.0/24"], "choose another with --subnet"),
+    (["--name", ERR, "--nodes", "1"], "at least 2 nodes"),
+    (["--name", ERR, "--link-rate", "fast"], "tc units such as 1gbit"),
+    (["--name", ERR, "--mtu", "100"], "MTU between"),
+    (["--name", ERR, "--subnet", "127.0.0.0/24"], "choose another with --subnet"),
 ])
 def test_bad_input_is_one_line(args, expected):
     require_root()
     assert expected in one_error_line(lab_cli("up", *args))
-    assert lab.residue("terr") == {}
+    assert lab.residue(ERR) == {}
 
 
 def test_not_root_is_one_line():
     require_root()
-    assert "needs root" in one_error_line(lab_cli("up", "--name", "terr", user="65534"))
+    assert "needs root" in one_error_line(lab_cli("up", "--name", ERR, user="65534"))
 
 
 @pytest.mark.parametrize("tool, mode, package", [("dockerd", "swarm", "docker.io"),
                                                    ("etcd", "classic", "etcd-server")])
 def test_missing_package_names_it(tmp_path, tool, mode, package):
     require_root()
-    proc = lab_cli("up", "--name", "terr", "--mode", mode, env={"PATH": _path_without(tmp_path, tool)})
+    proc = lab_cli("up", "--name", ERR, "--mode", mode, env={"PATH": _path_without(tmp_path, tool)})
     assert f"apt-get install {package}" in one_error_line(proc)
-    assert lab.residue("terr") == {}
+    assert lab.residue(ERR) == {}
 
 
 def _fake_dockerd(tmp_path: Path, script: str) -> str:
@@ -257,27 +261,27 @@ def test_engine_that_fails_to_start_shows_its_log(tmp_path):
     path = _fake_dockerd(tmp_path, 'case "$1" in --version) echo "Docker version 20.10.24, build x";;\n'
                                    '*) echo "failed to start daemon: pretend disk is broken" >&2; exit 1;; esac\n')
     started = time.monotonic()
-    proc = lab_cli("up", "--name", "terr", "--mode", "swarm", env={"PATH": path})
+    proc = lab_cli("up", "--name", ERR, "--mode", "swarm", env={"PATH": path})
     line = one_error_line(proc)
     assert "did not start" in line and "pretend disk is broken" in line
     assert time.monotonic() - started < 30, "a dead engine must be reported at once, not at the timeout"
-    assert lab.residue("terr") == {}
+    assert lab.residue(ERR) == {}
 
 
 def test_classic_mode_refused_on_engine_23_or_newer(tmp_path):
     require_root()
     path = _fake_dockerd(tmp_path, 'echo "Docker version 24.0.7, build afdd53b"\n')
-    line = one_error_line(lab_cli("up", "--name", "terr", "--mode", "classic", env={"PATH": path}))
+    line = one_error_line(lab_cli("up", "--name", ERR, "--mode", "classic", env={"PATH": path}))
     assert "removed in Docker 23.0" in line and "--mode swarm" in line
 
 
 def test_foreign_bridge_is_refused():
     require_root()
-    subprocess.run(["ip", "link", "add", lab.bridge_name("tforn"), "type", "bridge"], check=True)
+    subprocess.run(["ip", "link", "add", lab.bridge_name(FOREIGN), "type", "bridge"], check=True)
     try:
-        line = one_error_line(lab_cli("up", "--name", "tforn", "--mode", "swarm"))
+        line = one_error_line(lab_cli("up", "--name", FOREIGN, "--mode", "swarm"))
         assert "not made by overlay-bench" in line
-        assert lab.residue("tforn") == {}, "a foreign bridge is not the lab's"
-        assert subprocess.run(["ip", "link", "show", lab.bridge_name("tforn")]).returncode == 0, "it must stay"
+        assert lab.residue(FOREIGN) == {}, "a foreign bridge is not the lab's"
+        assert subprocess.run(["ip", "link", "show", lab.bridge_name(FOREIGN)]).returncode == 0, "it must stay"
     finally:
-        subprocess.run(["ip", "link", "delete", lab.bridge_name("tforn")])
+        subprocess.run(["ip", "link", "delete", lab.bridge_name(FOREIGN)])

@@ -17,6 +17,7 @@ import pytest
 from stacks import outputs
 from stacks.local import __main__ as lab_cli
 from stacks.local.stack import PROJECT_DIR
+from tests import names
 from tests.test_program_support import run_program
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_digitalocean.*"),
@@ -110,7 +111,7 @@ def sh(command: str) -> subprocess.CompletedProcess:
 @pytest.mark.root
 def test_declared_commands_drive_the_real_lab(root):
     from stacks.local import lab as lab_api
-    name = "tpgm"
+    name = names.lab_name("pgm")
     first = run_local({"labName": name}, doc=lab_document(name)).mocks.named("lab").inputs
     second = run_local({"labName": name, "mode": "swarm"},
                        doc=lab_document(name, mode="swarm")).mocks.named("lab").inputs

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import time
@@ -20,12 +19,13 @@ import docker
 import pytest
 
 from stacks import outputs
+from tests import names
 from tests.conftest import REPO, require_root
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 # A subnet of its own, so that a user's lab on the default one does not collide.
-SUBNET = "10.219.0.0/24"
+SUBNET = names.subnet()
 COMMAND_TIMEOUT_S = 300
 PROJECT_FILES = ("Pulumi.yaml", "Pulumi.local.yaml", "__main__.py", "stacks")
 
@@ -133,7 +133,7 @@ def project(tmp_path_factory):
         "no pulumi CLI: run `make setup` (scripts/setup-pulumi.sh)"
     from stacks.local import lab
 
-    lab_name = "pt" + secrets.token_hex(3)
+    lab_name = names.lab_name("pt")
     # The user's `local` stack configuration (Pulumi.local.yaml: 2 nodes, classic, 1gbit),
     # under another lab name and subnet, in a backend of its own.
     proj = Project(tmp_path_factory.mktemp("pulumi-local"), stack="local", lab_name=lab_name)
@@ -187,7 +187,7 @@ def test_a_failed_up_leaves_a_state_that_destroy_cleans(tmp_path):
     require_root()
     from stacks.local import host, lab
 
-    lab_name = "pf" + secrets.token_hex(3)
+    lab_name = names.lab_name("pf")
     proj = Project(tmp_path, stack="failing", lab_name=lab_name)
     proj.init()
     # Someone else's link already has the lab bridge's name: the lab must refuse to start.
