@@ -78,7 +78,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from stacks.local import lab
-    from stacks.local.progress import Status
+    from common.status import Status
 
     doc = lab.up(LAB, mode=args.mode, subnet=SUBNET, link_rate=args.link_rate, status=Status(quiet=True))
     direct: list[float] = []

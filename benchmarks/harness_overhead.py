@@ -35,7 +35,7 @@ def main() -> int:
     args = parser.parse_args()
 
     from stacks.local import lab
-    from stacks.local.progress import Status
+    from common.status import Status
 
     own_lab = args.outputs is None
     with tempfile.TemporaryDirectory() as tmp:

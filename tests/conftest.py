@@ -29,7 +29,7 @@ def lab_factory():
     """Bring labs up; tear each down after the test and check it left nothing behind."""
     require_root()
     from stacks.local import lab
-    from stacks.local.progress import Status
+    from common.status import Status
 
     made: list[str] = []
 
@@ -50,7 +50,7 @@ def lab_factory():
 def _module_lab(request, name: str, mode: str):
     require_root()
     from stacks.local import lab
-    from stacks.local.progress import Status
+    from common.status import Status
 
     doc = lab.up(name, mode=mode, status=Status(quiet=True))
 

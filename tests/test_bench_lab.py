@@ -27,7 +27,7 @@ def _lab(request, name: str, subnet: str, mode: str):
     if os.geteuid() != 0:
         pytest.fail("needs root (network namespaces, dockerd): run `make test` as root")
     from stacks.local import lab
-    from stacks.local.progress import Status
+    from common.status import Status
 
     spec = dict(mode=mode, subnet=subnet)
     doc = lab.up(name, status=Status(quiet=True), **spec)
@@ -297,7 +297,7 @@ class TestClassic:
     @pytest.mark.parametrize("keep_going", [False, True])
     def test_engine_killed_mid_run(self, classic, tmp_path, keep_going):
         from stacks.local import lab
-        from stacks.local.progress import Status
+        from common.status import Status
 
         doc, spec = classic
         client_node = doc["nodes"][1]

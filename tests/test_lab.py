@@ -16,7 +16,7 @@ import pytest
 
 from stacks import outputs
 from stacks.local import lab
-from stacks.local.progress import Status
+from common.status import Status
 from tests import names, residue
 from tests.conftest import REPO, require_root
 

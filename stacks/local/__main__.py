@@ -10,6 +10,7 @@ import sys
 
 import docker.errors
 
+from common.errors import EXIT_INTERRUPTED, UserError
 from stacks import outputs
 from stacks.local import host, lab
 
@@ -57,16 +58,16 @@ def main(argv: list[str] | None = None) -> int:
                 lab.down(name)
         else:
             lab.down(args.name)
-    except lab.LabError as exc:
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return exc.exit_code
     except (docker.errors.APIError, host.HostError) as exc:
         # The engine or a host tool refused; one line, the partial lab is already gone.
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: the partial lab was removed", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return 0
 
 

@@ -29,9 +29,11 @@ from typing import Any, Callable
 import docker
 import docker.errors
 
+from common.errors import UserError
+from common.polling import poll
+from common.status import Status
 from stacks import outputs as outputs_schema
 from stacks.local import host
-from stacks.local.progress import Status
 
 RUN_ROOT = Path("/run/overlay-bench")
 DATA_ROOT = Path("/var/lib/overlay-bench")
@@ -49,7 +51,7 @@ DOWN_TIMEOUT_S = 10.0
 CLASSIC_MAX_ENGINE_MAJOR = 22
 
 
-class LabError(RuntimeError):
+class LabError(UserError):
     """Something the user can fix; the message is one line saying what to do."""
 
 
@@ -454,13 +456,15 @@ def _spawn(cmd: list[str], log: Path) -> subprocess.Popen:
 def _wait_for(ready: Callable[[], bool], timeout_s: float, why: Callable[[], str],
               process: subprocess.Popen | None = None) -> None:
     """Poll `ready` with backoff; fail at the deadline, or at once if `process` exits."""
-    deadline = time.monotonic() + timeout_s
-    delay_s = 0.05
-    while not ready():
-        if time.monotonic() > deadline or (process is not None and process.poll() is not None):
+    def check() -> bool:
+        if ready():
+            return True
+        if process is not None and process.poll() is not None:
             raise LabError(why())
-        time.sleep(delay_s)
-        delay_s = min(delay_s * 1.5, 0.5)
+        return False
+
+    if not poll(check, timeout_s, delay_s=0.05, max_delay_s=0.5, backoff=1.5):
+        raise LabError(why())
 
 
 def _tcp_open_in(netns: str, address: str, port: int) -> bool:

@@ -1,7 +1,9 @@
 """Kind-style status lines: one per step, with its duration, on stderr.
 
-On a terminal: "• Starting engines ..." is rewritten in place as "✓ Starting engines  3.1 s".
-Elsewhere (CI logs, pulumi-command output): plain "Starting engines ... done 3.1 s" lines.
+The one printer of step lines for the lab (`python -m stacks.local`) and for bench's
+preparation steps. On a terminal: "• Starting engines ..." is rewritten in place as
+"✓ Starting engines  3.1 s". Elsewhere (CI logs, pulumi-command output): plain
+"Starting engines ... done 3.1 s" lines (a failed step ends in "FAILED 3.1 s").
 """
 from __future__ import annotations
 
