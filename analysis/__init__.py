@@ -9,6 +9,8 @@ compare `python -m analysis compare A B`, in the manner of pyperf's compare_to
 parallel the two helper processes (parser, plotter) that keep a large analysis within 5 s
 """
 
+from common.errors import UsageError
 
-class AnalysisError(Exception):
+
+class AnalysisError(UsageError):
     """Something the user can fix (a path, a flag, a results file); the message says what."""

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_analysis(main_parser().parse_args(argv))
     except AnalysisError as exc:
         print(f"analysis: {exc}", file=sys.stderr)
-        return 2
+        return exc.exit_code
 
 
 if __name__ == "__main__":

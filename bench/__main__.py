@@ -15,14 +15,10 @@ from bench import image as bench_image
 from bench import plan as bench_plan
 from bench import stack as bench_stack
 from bench import store
-from bench.engines import EngineError
 from bench.plan import PlanError
 from bench.progress import Progress
-from bench.session import Session, SessionError, static_skip
-
-EXIT_ENVIRONMENT = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+from bench.session import Session, static_skip
+from common.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, UserError
 
 
 def _csv(kind):
@@ -144,12 +140,9 @@ def main(argv: list[str] | None = None) -> int:
                           keep_going=args.keep_going, command_line=["python", "-m", "bench", *argv],
                           resume_dir=resume, progress=Progress(enabled=not args.quiet))
         summary = session.run()
-    except (PlanError, bench_stack.StackError) as exc:
+    except UserError as exc:
         print(f"bench: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (EngineError, bench_image.ImageError, store.StoreError, SessionError) as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return EXIT_ENVIRONMENT
+        return exc.exit_code
     except KeyboardInterrupt:
         print("bench: interrupted before any run; nothing was measured", file=sys.stderr)
         return EXIT_INTERRUPTED

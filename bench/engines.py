@@ -18,6 +18,7 @@ import requests.exceptions
 from docker.transport.sshconn import SSHHTTPAdapter
 
 from bench import image as bench_image
+from common.errors import UserError
 from bench.parsers import tool_versions as parse_versions
 
 # Seconds an engine call may take before the node counts as unreachable (image loads and
@@ -30,7 +31,7 @@ ENGINE_DOWN = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                ConnectionError, socket.timeout, OSError)
 
 
-class EngineError(RuntimeError):
+class EngineError(UserError):
     """A node's engine cannot be reached or refused a request; names the node."""
 
 

@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from common.errors import UserError
+
 IMAGE_NAME = "overlay-bench/tools:1"
 
 # Bump when the layout below changes: it is part of the cache key.
@@ -39,7 +41,7 @@ _ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc
          "s390x": "s390x"}
 
 
-class ImageError(RuntimeError):
+class ImageError(UserError):
     """The bench image cannot be built or loaded; the message says what to do."""
 
 

@@ -12,6 +12,8 @@ import itertools
 import random
 from typing import Any, Iterator
 
+from common.errors import UsageError
+
 NETWORKS = ("host", "overlay", "bridge", "overlay-encrypted")
 TOOLS = ("iperf2", "iperf3", "sockperf")
 PROTOCOLS = ("tcp", "udp")
@@ -27,7 +29,7 @@ SOCKPERF_WARMUP_S = 0.4
 SOCKPERF_STARTUP_S = 2.0
 
 
-class PlanError(ValueError):
+class PlanError(UsageError):
     """A matrix option that makes no sense; the message says which and why."""
 
 

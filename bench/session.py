@@ -23,13 +23,14 @@ from bench.engines import LABEL_SESSION, EngineError
 from bench.plan import Case, Plan, Run
 from bench.progress import Progress
 from bench.runner import RunFailure, Runner
+from common.errors import UserError
 
 ENCRYPTED_PROBE_TIMEOUT_S = 8
 # Long enough for a slow gossip (seen: 10-15 s on a plain overlay), short enough to bound it.
 ENCRYPTED_REACH_TIMEOUT_S = 20
 
 
-class SessionError(RuntimeError):
+class SessionError(UserError):
     """A session cannot start or continue; the message says what to do."""
 
 

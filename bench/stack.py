@@ -7,12 +7,13 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from common.errors import UsageError
 from stacks import outputs as contract
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 
 
-class StackError(RuntimeError):
+class StackError(UsageError):
     """The outputs cannot be read or do not follow the contract."""
 
 

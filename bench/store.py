@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from common.errors import UserError
+
 # Version history of FORMAT_VERSION:
 #   1  first version (docs/results-format.md)
 FORMAT_VERSION = 1
@@ -27,7 +29,7 @@ RUN_FIELDS = (
 DONE_STATUSES = ("ok", "skipped")
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError):
     """The results directory cannot be written or read; the message says what to do."""
 
 

@@ -101,3 +101,22 @@ def test_user_errors_carry_their_exit_code():
     assert errors.UserError("x").exit_code == errors.EXIT_ENVIRONMENT == 1
     assert errors.UsageError("x").exit_code == errors.EXIT_USAGE == 2
     assert issubclass(errors.UsageError, errors.UserError)
+
+
+def test_every_error_a_user_can_fix_derives_from_the_base():
+    """The commands catch UserError alone: a user error outside the tree would be a traceback."""
+    from analysis import AnalysisError
+    from bench.engines import EngineError
+    from bench.image import ImageError
+    from bench.plan import PlanError
+    from bench.session import SessionError
+    from bench.stack import StackError
+    from bench.store import StoreError
+    from stacks.local.lab import LabError
+
+    usage = (PlanError, StackError, AnalysisError)
+    environment = (EngineError, ImageError, StoreError, SessionError, LabError)
+    for cls in usage:
+        assert issubclass(cls, errors.UsageError) and cls("x").exit_code == 2, cls
+    for cls in environment:
+        assert issubclass(cls, errors.UserError) and cls("x").exit_code == 1, cls
