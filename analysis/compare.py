@@ -13,6 +13,7 @@ import pandas as pd
 
 from analysis import AnalysisError, stats, table as tbl
 from analysis.load import Session, assign_setups, runs_table
+from bench.results_format import HIGHER_IS_BETTER, TOOL_METRICS
 
 KEYS = [*tbl.CASE_KEYS, "network"]
 
@@ -56,8 +57,8 @@ def compare(a_sessions: list[Session], b_sessions: list[Session], show_all: bool
     hidden = []
     for (_, row), p_value in zip(common.iterrows(), p):
         name = _case_name(row, keys)
-        unit = tbl.METRIC[row["tool"]][1]
-        higher_better = tbl.METRIC[row["tool"]][0] == "throughput_mbps"
+        unit = TOOL_METRICS[row["tool"]][1]
+        higher_better = TOOL_METRICS[row["tool"]][0] in HIGHER_IS_BETTER
         ratio = row["mean_b"] / row["mean_a"]
         significant = not math.isnan(p_value) and p_value < stats.ALPHA
         if significant:

@@ -1,7 +1,8 @@
 """Read result sessions: metadata.json once per session, runs.jsonl one run per line.
 
-Kept independent of `bench/` on purpose: the results format (docs/results-format.md) is the
-contract, and this module checks it instead of trusting the writer.
+The results format is bench/results_format.py (docs/results-format.md), the one module of
+bench that analysis imports: this module checks every line against it instead of trusting
+the writer.
 """
 from __future__ import annotations
 
@@ -14,37 +15,11 @@ import numpy as np
 import pandas as pd
 
 from analysis import AnalysisError
+from bench import results_format as fmt
 
-# The results format version this analysis reads (docs/results-format.md).
-FORMAT_VERSION = 1
-
-NETWORKS = ("host", "overlay", "overlay-encrypted", "bridge")
-TOOLS = ("iperf2", "iperf3", "sockperf")
-PROTOCOLS = ("tcp", "udp")
-DIRECTIONS = ("forward", "reverse")
-STATUSES = ("ok", "failed", "skipped")
-
-# Keys a run line must carry: what identifies the run, its case and its outcome.
-REQUIRED_KEYS = frozenset({
-    "format_version", "run_id", "network", "tool", "protocol", "streams", "direction",
-    "server_node", "client_node", "duration_s", "status",
-})
-# Measurements: null when not measured. A missing key is read as null (not measured).
-METRIC_KEYS = (
-    "throughput_mbps", "retransmits", "cpu_client_percent", "cpu_server_percent",
-    "udp_loss_percent", "udp_jitter_ms", "latency_p50_us", "latency_p99_us", "latency_p999_us",
-)
-RUN_COLUMNS = (
-    "run_id", "case_id", "run_index", "network", "tool", "protocol", "streams", "direction",
-    "server_node", "client_node", "duration_s", "warmup_s", "udp_target_mbps", "started_at",
-    "wall_s", "status", "reason", *METRIC_KEYS,
-)
-_NUMERIC = ("streams", "duration_s", "warmup_s", "udp_target_mbps", "wall_s", "run_index", *METRIC_KEYS)
-_ENUMS = {"network": NETWORKS, "tool": TOOLS, "protocol": PROTOCOLS,
-          "direction": DIRECTIONS, "status": STATUSES}
-
-# What must match for two sessions to be merged into one case (docs/results-format.md).
-IDENTITY_KEYS = ("provider", "mode", "link_rate", "mtu_bytes", "tool_versions")
+# The columns of a session's runs: every run field but the version, which is checked, then
+# dropped. A missing field is read as null (a metric: not measured).
+RUN_COLUMNS = fmt.RUN_FIELDS[1:]
 
 
 @dataclass(frozen=True)
@@ -77,10 +52,7 @@ class Session:
 
     @property
     def identity(self) -> dict[str, Any]:
-        outputs = self.metadata["stack_outputs"]
-        ident = {k: outputs.get(k) for k in IDENTITY_KEYS if k != "tool_versions"}
-        ident["tool_versions"] = dict(sorted((self.metadata.get("tool_versions") or {}).items()))
-        return ident
+        return fmt.identity(self.metadata)
 
     def identity_text(self) -> str:
         ident = self.identity
@@ -136,9 +108,9 @@ def read_metadata(path: Path, shown: str) -> dict[str, Any]:
     if not isinstance(metadata, dict):
         raise AnalysisError(f"{meta_path} is not a JSON object")
     version = metadata.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in fmt.READABLE_VERSIONS:
         raise AnalysisError(f"{meta_path} has format_version {version!r}; this analysis reads "
-                            f"version {FORMAT_VERSION}: use the overlay-bench that wrote it")
+                            f"version {fmt.FORMAT_VERSION}: use the overlay-bench that wrote it")
     outputs = metadata.get("stack_outputs")
     if not isinstance(outputs, dict) or not outputs.get("provider"):
         raise AnalysisError(f"{meta_path} lacks stack_outputs.provider: it does not follow "
@@ -212,16 +184,10 @@ def parse_lines(text: str, first_line: int, runs_path: str) -> tuple[pd.DataFram
             if not line.strip():
                 continue
             try:
-                rec = json.loads(line)
-            except ValueError as exc:
-                # A run killed mid-write leaves a truncated last line: same treatment.
-                what = getattr(exc, "msg", None) or str(exc)
-                problems.append(LineProblem(runs_path, lineno, f"not JSON ({what})"))
+                records.append(fmt.parse_run_line(line))
+            except fmt.FormatError as exc:
+                problems.append(LineProblem(runs_path, lineno, str(exc)))
                 continue
-            if not isinstance(rec, dict):
-                problems.append(LineProblem(runs_path, lineno, "not a JSON object"))
-                continue
-            records.append(rec)
             lines.append(lineno)
     frame = _frame(records)
     frame["line"] = np.asarray(lines, dtype=int)
@@ -234,14 +200,14 @@ def parse_lines(text: str, first_line: int, runs_path: str) -> tuple[pd.DataFram
         reasons[wrong] = reason
         bad[wrong] = True
 
-    for key in sorted(REQUIRED_KEYS):
+    for key in sorted(fmt.REQUIRED_FIELDS):
         flag(frame[key].isna(), f"missing {key}")
     version = frame["format_version"].astype(object)  # Python ints: messages show 2, not np.int64(2)
-    for value in version[(version != FORMAT_VERSION) & version.notna()].unique():
-        flag(version == value, f"format_version {value!r}, expected {FORMAT_VERSION}")
-    for column, allowed in _ENUMS.items():
+    for value in version[~version.isin(fmt.READABLE_VERSIONS) & version.notna()].unique():
+        flag(version == value, f"format_version {value!r}, expected {fmt.FORMAT_VERSION}")
+    for column, allowed in fmt.ENUM_FIELDS.items():
         flag(~frame[column].isin(allowed), f"{column} is not one of {', '.join(allowed)}")
-    for column in _NUMERIC:
+    for column in fmt.NUMERIC_FIELDS:
         original = frame[column]
         # JSON true/false would pass as 1/0: a boolean is not a measurement.
         if original.dtype.kind == "b":
@@ -263,9 +229,9 @@ def parse_lines(text: str, first_line: int, runs_path: str) -> tuple[pd.DataFram
 
 
 def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    frame = pd.DataFrame.from_records(records, columns=["format_version", *RUN_COLUMNS])
+    frame = pd.DataFrame.from_records(records, columns=fmt.RUN_FIELDS)
     for column in RUN_COLUMNS:
-        if column in _NUMERIC:
+        if column in fmt.NUMERIC_FIELDS:
             continue
         # Missing is None whatever pandas inferred (NaN in a mixed column, None in an empty one).
         values = frame[column].astype(object)
@@ -312,7 +278,7 @@ def assign_setups(sessions: list[Session], merge: bool) -> dict[str, list[Sessio
             continue
         # Same stack name, different settings: name each by what differs.
         idents = [groups[k][0].identity for k in keys]
-        differing = [k for k in IDENTITY_KEYS if len({json.dumps(i[k], sort_keys=True) for i in idents}) > 1]
+        differing = [k for k in fmt.IDENTITY_FIELDS if len({json.dumps(i[k], sort_keys=True) for i in idents}) > 1]
         for key, ident in zip(keys, idents):
             parts = []
             for k in differing:

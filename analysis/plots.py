@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis import stats, table as tbl  # noqa: E402
-from analysis.load import NETWORKS  # noqa: E402
+from bench.results_format import NETWORKS  # noqa: E402
 
 # Enough rows to read; the CSV holds all of them.
 MAX_ROWS = 20

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analysis import stats
-from analysis.load import NETWORKS
+from bench.results_format import NETWORKS, TOOL_METRICS
 
 CASE_KEYS = ["tool", "protocol", "streams", "direction", "server_node", "client_node",
              "duration_s", "udp_target_mbps"]
@@ -27,13 +27,14 @@ REFERENCE_2015 = {
 # Other providers (the local lab) are set beside the post's headline figures, DigitalOcean.
 DEFAULT_REFERENCE = "digitalocean"
 
-METRIC = {"iperf2": ("throughput_mbps", "Mbit/s"), "iperf3": ("throughput_mbps", "Mbit/s"),
-          "sockperf": ("latency_p50_us", "us p50")}
-
 
 def metric_values(runs: pd.DataFrame) -> pd.Series:
-    """The value each run contributes to its case: throughput, or p50 latency for sockperf."""
-    return runs["throughput_mbps"].where(runs["tool"] != "sockperf", runs["latency_p50_us"])
+    """The value each run contributes to its case: its tool's metric (throughput, p50 latency)."""
+    values = pd.Series(np.nan, index=runs.index, dtype=float)
+    for tool, (field, _label) in TOOL_METRICS.items():
+        mine = runs["tool"] == tool
+        values[mine] = runs.loc[mine, field]
+    return values
 
 
 def networks_in(runs: pd.DataFrame) -> list[str]:
@@ -68,8 +69,8 @@ def summarize(runs: pd.DataFrame, providers: dict[str, str],
     counts = runs.groupby(["row", "network", "status"]).size().unstack("status")
     table = row_keys.reset_index(drop=True)
     table.insert(1, "provider", table["setup"].map(providers))
-    table["metric"] = table["tool"].map(lambda t: METRIC[t][0])
-    table["unit"] = table["tool"].map(lambda t: METRIC[t][1])
+    table["metric"] = table["tool"].map(lambda t: TOOL_METRICS[t][0])
+    table["unit"] = table["tool"].map(lambda t: TOOL_METRICS[t][1])
 
     # Reasons, first seen, for runs that were skipped or failed.
     def reasons(status: str) -> pd.Series:

@@ -12,12 +12,9 @@ import itertools
 import random
 from typing import Any, Iterator
 
+from bench.results_format import DIRECTIONS, NETWORKS, PROTOCOLS, TOOLS
 from common.errors import UsageError
 
-NETWORKS = ("host", "overlay", "bridge", "overlay-encrypted")
-TOOLS = ("iperf2", "iperf3", "sockperf")
-PROTOCOLS = ("tcp", "udp")
-DIRECTIONS = ("forward", "reverse")
 PAIRS = ("first", "all", "ring")
 
 # Seconds a run costs beyond its measured time (containers, readiness, parsing); used only

@@ -18,7 +18,8 @@ import docker.errors
 from bench import engines, parsers
 from bench.engines import ENGINE_DOWN, LABEL_SESSION
 from bench.plan import Case, Plan, Run, SOCKPERF_WARMUP_S
-from bench.store import FORMAT_VERSION, utc_now
+from bench.results_format import FORMAT_VERSION
+from bench.store import utc_now
 
 # A server must listen within this many seconds of its start.
 READY_TIMEOUT_S = 15.0

@@ -18,7 +18,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from bench import engines, image as bench_image, plan as bench_plan, stack as bench_stack, store
+from bench import engines, image as bench_image, plan as bench_plan, results_format, stack as bench_stack, store
 from bench.engines import LABEL_SESSION, EngineError
 from bench.plan import Case, Plan, Run
 from bench.progress import Progress
@@ -226,18 +226,17 @@ class Session:
         if any(v != versions[0] for v in versions):
             raise SessionError(f"the tools differ between nodes ({versions}): the image is not the same")
         tool_versions = versions[0]
-        return {
-            "format_version": store.FORMAT_VERSION,
-            "session": self.session_id,
-            "started_at": store.utc_now(),
-            "command_line": self.command_line,
-            "seed": self.plan.seed if self.plan.shuffle else None,
-            "stack_outputs": bench_stack.without_secrets(self.outputs),
-            "nodes": nodes,
-            "image": {"name": self.image_name, "id": image_id},
-            "tool_versions": tool_versions,
-            "plan": self.plan.to_json(),
-        }
+        return results_format.metadata(
+            session=self.session_id,
+            started_at=store.utc_now(),
+            command_line=self.command_line,
+            seed=self.plan.seed if self.plan.shuffle else None,
+            stack_outputs=bench_stack.without_secrets(self.outputs),
+            nodes=nodes,
+            image={"name": self.image_name, "id": image_id},
+            tool_versions=tool_versions,
+            plan=self.plan.to_json(),
+        )
 
     def _check_resume(self, now: dict[str, Any]) -> None:
         """Refuse to add runs to a session measured on something else."""
@@ -245,8 +244,9 @@ class Session:
         diffs = []
         if then["plan"] != now["plan"]:
             diffs.append("the plan")
-        if bench_stack.identity(then["stack_outputs"]) != bench_stack.identity(now["stack_outputs"]) or \
-                [n["name"] for n in then["stack_outputs"]["nodes"]] != [n["name"] for n in now["stack_outputs"]["nodes"]]:
+        stacks = [(results_format.stack_identity(doc["stack_outputs"]),
+                   [n["name"] for n in doc["stack_outputs"]["nodes"]]) for doc in (then, now)]
+        if stacks[0] != stacks[1]:
             diffs.append("the stack (provider, mode, link rate, MTU or nodes)")
         if then["image"]["id"] != now["image"]["id"]:
             diffs.append("the bench image (tools rebuilt or upgraded)")

@@ -60,8 +60,3 @@ def without_secrets(doc: dict[str, Any]) -> dict[str, Any]:
     """The outputs as stored in metadata.json. The contract holds paths, never key material;
     this copy is where anything secret a future version adds would be dropped."""
     return {k: doc[k] for k in contract.KEYS}
-
-
-def identity(doc: dict[str, Any]) -> dict[str, Any]:
-    """What must match for two sessions to be one experiment (docs/results-format.md)."""
-    return {k: doc.get(k) for k in ("provider", "mode", "link_rate", "mtu_bytes")}

@@ -1,4 +1,7 @@
-"""Results on disk (docs/results-format.md): one directory per session, never overwritten.
+"""Results on disk: one directory per session, never overwritten.
+
+What the files hold is bench/results_format.py (docs/results-format.md); this module is how
+they are written and read back safely.
 
 metadata.json is written once, atomically. runs.jsonl gets one line per run, appended,
 flushed and fsynced before the next run starts: a crash or a pulled plug loses at most the
@@ -13,20 +16,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable
 
+from bench import results_format as fmt
 from common.errors import UserError
-
-# Version history of FORMAT_VERSION:
-#   1  first version (docs/results-format.md)
-FORMAT_VERSION = 1
-
-RUN_FIELDS = (
-    "format_version", "run_id", "case_id", "run_index", "network", "tool", "protocol",
-    "streams", "direction", "server_node", "client_node", "duration_s", "warmup_s",
-    "udp_target_mbps", "started_at", "wall_s", "status", "reason", "throughput_mbps",
-    "retransmits", "cpu_client_percent", "cpu_server_percent", "udp_loss_percent",
-    "udp_jitter_ms", "latency_p50_us", "latency_p99_us", "latency_p999_us",
-)
-DONE_STATUSES = ("ok", "skipped")
 
 
 class StoreError(UserError):
@@ -107,9 +98,9 @@ def read_metadata(session: Path) -> dict[str, Any]:
         raise StoreError(f"{session} is not a results session (no metadata.json)") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise StoreError(f"cannot read {path}: {exc}") from None
-    if doc.get("format_version") != FORMAT_VERSION:
+    if doc.get("format_version") not in fmt.READABLE_VERSIONS:
         raise StoreError(f"{path} has format_version {doc.get('format_version')!r}; this "
-                         f"bench writes version {FORMAT_VERSION}")
+                         f"bench writes version {fmt.FORMAT_VERSION}")
     return doc
 
 
@@ -124,15 +115,15 @@ def read_runs(session: Path) -> list[dict[str, Any]]:
             if not line:
                 continue
             try:
-                runs.append(json.loads(line))
-            except json.JSONDecodeError:
+                runs.append(fmt.parse_run_line(line))
+            except fmt.FormatError:
                 # Only the last line can be torn (a crash mid-write); it is simply redone.
                 continue
     return runs
 
 
 def done_run_ids(session: Path) -> set[str]:
-    return {r["run_id"] for r in read_runs(session) if r.get("status") in DONE_STATUSES}
+    return {r.get("run_id") for r in read_runs(session) if r.get("status") in fmt.DONE_STATUSES}
 
 
 class RunLog:
@@ -164,10 +155,7 @@ class RunLog:
             raise _os_error(exc, self.path) from None
 
     def append(self, record: dict[str, Any]) -> None:
-        missing = [k for k in RUN_FIELDS if k not in record]
-        if missing:
-            raise ValueError(f"run record lacks {missing}")  # a bug, not a user error
-        self._write(json.dumps({k: record[k] for k in RUN_FIELDS}) + "\n")
+        self._write(fmt.run_line(record))
 
     def close(self) -> None:
         try:

@@ -8,12 +8,12 @@ import subprocess
 
 import pytest
 
-from bench import store
+from bench import results_format, store
 from bench.store import StoreError
 
 
 def record(run_id: str, status: str = "ok") -> dict:
-    rec = {k: None for k in store.RUN_FIELDS}
+    rec = {k: None for k in results_format.RUN_FIELDS}
     rec.update(format_version=1, run_id=run_id, case_id=run_id.split("#")[0], status=status)
     return rec
 
@@ -47,7 +47,7 @@ def test_runs_appended_and_done_ids(tmp_path):
     lines = (tmp_path / "runs.jsonl").read_text().splitlines()
     assert [json.loads(x)["run_id"] for x in lines] == ["a#1", "b#1", "b#1", "c#1"]
     assert store.done_run_ids(tmp_path) == {"a#1", "b#1", "c#1"}
-    assert list(json.loads(lines[0])) == list(store.RUN_FIELDS)
+    assert list(json.loads(lines[0])) == list(results_format.RUN_FIELDS)
 
 
 def test_a_torn_last_line_is_redone(tmp_path):

@@ -1,0 +1,149 @@
+"""bench/results_format.py: the one results format, its page in docs/, and who imports it."""
+from __future__ import annotations
+
+import ast
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import results_format as fmt
+
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "results-format.md"
+
+
+def sections(text: str) -> dict[str, str]:
+    """Markdown text under each heading (its title without #), up to the next heading."""
+    out: dict[str, str] = {}
+    title = ""
+    for line in text.splitlines():
+        match = re.match(r"#+ (.*)", line)
+        if match:
+            title = match.group(1).strip()
+            out[title] = ""
+        else:
+            out[title] = out.get(title, "") + line + "\n"
+    return out
+
+
+def table(text: str) -> list[list[str]]:
+    """The body rows of the first Markdown table in `text`, as lists of cells."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("|")), len(lines))
+    rows = [line.strip().strip("|").split("|") for line in lines[start + 2:end]]
+    return [[cell.strip() for cell in row] for row in rows]
+
+
+def code(cell: str) -> str:
+    match = re.fullmatch(r"`([^`]+)`", cell)
+    assert match, f"{cell!r} is not one `name`"
+    return match.group(1)
+
+
+DOC_SECTIONS = sections(DOC.read_text())
+
+
+def test_the_doc_states_the_current_version_and_its_history():
+    assert DOC.read_text().splitlines()[0] == f"# Results format (version {fmt.FORMAT_VERSION})"
+    versions = [int(row[0]) for row in table(DOC_SECTIONS["Versions"])]
+    assert versions == list(range(1, fmt.FORMAT_VERSION + 1))
+    assert fmt.FORMAT_VERSION in fmt.READABLE_VERSIONS
+
+
+def test_the_doc_lists_the_modules_fields_in_order():
+    assert [code(r[0]) for r in table(DOC_SECTIONS["Session fields"])] == list(fmt.METADATA_FIELDS)
+    assert [code(r[0]) for r in table(DOC_SECTIONS["Node fields"])] == list(fmt.NODE_FIELDS)
+    runs = table(DOC_SECTIONS["Run fields"])
+    assert [code(r[0]) for r in runs] == list(fmt.RUN_FIELDS)
+    assert {code(r[0]) for r in runs if r[1] == "yes"} == fmt.REQUIRED_FIELDS
+    metrics = table(DOC_SECTIONS["Metrics"])
+    assert [code(r[0]) for r in metrics] == list(fmt.METRIC_FIELDS)
+    assert {code(r[0]) for r in metrics if r[2] == "higher"} == fmt.HIGHER_IS_BETTER
+    assert {r[2] for r in metrics} <= {"higher", "lower"}
+
+
+def test_the_doc_lists_the_modules_values_in_order():
+    values = {}
+    for line in DOC_SECTIONS["Values"].splitlines():
+        match = re.fullmatch(r"- `(\w+)`: (.*)", line)
+        if match:
+            values[match.group(1)] = tuple(code(v.strip()) for v in match.group(2).split(","))
+    assert values == fmt.ENUM_FIELDS
+    tools = {code(r[0]): (code(r[1]), r[2]) for r in table(DOC_SECTIONS["Metrics"].split("compared by one metric")[1])}
+    assert tools == fmt.TOOL_METRICS
+    assert list(tools) == list(fmt.TOOLS)
+
+
+def test_the_doc_lists_the_identity():
+    listed = re.findall(r"^- `([\w.]+)`$", DOC_SECTIONS["Identity"], re.M)
+    assert listed == [f"stack_outputs.{k}" for k in fmt.STACK_IDENTITY_FIELDS] + ["tool_versions"]
+    assert fmt.IDENTITY_FIELDS == (*fmt.STACK_IDENTITY_FIELDS, "tool_versions")
+
+
+def test_a_run_line_round_trips_in_field_order():
+    record = {k: None for k in reversed(fmt.RUN_FIELDS)} | {"format_version": 1, "run_id": "a#1", "streams": 2}
+    line = fmt.run_line(record)
+    assert line.endswith("\n") and line.count("\n") == 1
+    assert list(fmt.parse_run_line(line)) == list(fmt.RUN_FIELDS)
+    assert fmt.parse_run_line(line) == record
+    with pytest.raises(ValueError, match="lacks"):
+        fmt.run_line({"run_id": "a#1"})
+
+
+@pytest.mark.parametrize("line, reason", [
+    ('{"run_id": "a#1", "sta', "not JSON (Unterminated string starting at)"),
+    ("", "not JSON (Expecting value)"),
+    ("[1, 2]", "not a JSON object"),
+])
+def test_a_damaged_line_says_why(line, reason):
+    with pytest.raises(fmt.FormatError) as exc:
+        fmt.parse_run_line(line)
+    assert str(exc.value) == reason
+
+
+def test_metadata_has_every_field_in_order():
+    given = {k: k for k in reversed(fmt.METADATA_FIELDS) if k != "format_version"}
+    doc = fmt.metadata(**given)
+    assert list(doc) == list(fmt.METADATA_FIELDS) and doc["format_version"] == fmt.FORMAT_VERSION
+    with pytest.raises(ValueError):
+        fmt.metadata(session="x")
+
+
+def test_identity_of_a_session():
+    meta = {"stack_outputs": {"provider": "local", "mode": "swarm", "link_rate": None, "mtu_bytes": 1500,
+                              "stack": "lab"},
+            "tool_versions": {"iperf3": "3.12", "iperf2": "2.1.8"}}
+    ident = fmt.identity(meta)
+    assert list(ident) == list(fmt.IDENTITY_FIELDS)
+    assert json.dumps(ident["tool_versions"]) == '{"iperf2": "2.1.8", "iperf3": "3.12"}'
+
+
+def imports_of(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+            # `from bench import results_format` names a module too
+            found.update(f"{node.module}.{alias.name}" for alias in node.names if node.module == "bench")
+    return found
+
+
+def test_analysis_imports_nothing_of_bench_but_the_format():
+    seen = {}
+    for path in sorted((REPO / "analysis").glob("*.py")):
+        from_bench = {m for m in imports_of(path) if m == "bench" or m.startswith("bench.")}
+        from_bench.discard("bench")  # `from bench import results_format`: the module is what counts
+        assert from_bench <= {"bench.results_format"}, f"{path.name} imports {from_bench}"
+        seen[path.name] = from_bench
+    assert seen["load.py"] == {"bench.results_format"}
+
+
+def test_the_format_module_needs_only_the_standard_library():
+    stdlib = set(sys.stdlib_module_names) | {"__future__"}
+    assert {m.split(".")[0] for m in imports_of(REPO / "bench" / "results_format.py")} <= stdlib
