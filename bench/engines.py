@@ -8,8 +8,7 @@ import os
 import re
 import socket
 import threading
-import time
-from typing import Any
+from typing import Any, Callable, Iterator, TypeVar
 
 import docker
 import docker.api.client
@@ -18,21 +17,98 @@ import requests.exceptions
 from docker.transport.sshconn import SSHHTTPAdapter
 
 from bench import image as bench_image
-from common.errors import UserError
 from bench.parsers import tool_versions as parse_versions
+from common.errors import UserError
+from common.polling import poll, retry
 
 # Seconds an engine call may take before the node counts as unreachable (image loads and
 # waits for a run pass their own timeouts).
 API_TIMEOUT_S = 30
 LABEL_SESSION = "overlay-bench.session"
 
+T = TypeVar("T")
+
 # What a dead or unreachable engine raises through the SDK.
 ENGINE_DOWN = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                ConnectionError, socket.timeout, OSError)
 
 
+# A classic-mode engine under load now and then fails to read a global network from its
+# key-value store ("network overlay-bench not found", "failed to get network from store
+# during join": seen); a moment later the same call works. Calls that meet it are tried
+# this many times in all, this long apart.
+STORE_TRIES = 3
+STORE_RETRY_DELAY_S = 0.5
+
+
 class EngineError(UserError):
-    """A node's engine cannot be reached or refused a request; names the node."""
+    """A node's engine cannot be reached or refused a request; names the node.
+
+    `node_down` is the node whose engine does not answer, when that is the cause.
+    """
+
+    def __init__(self, message: str, node_down: str | None = None):
+        super().__init__(message)
+        self.node_down = node_down
+
+
+class EngineRefused(EngineError):
+    """The engine answered, with an error."""
+
+
+class EngineDown(EngineError):
+    """The engine did not answer: dead, unreachable, or slower than the call's timeout."""
+
+    def __init__(self, message: str, node: str | None, timed_out: bool):
+        super().__init__(message, node_down=node)
+        self.timed_out = timed_out
+
+
+@contextlib.contextmanager
+def answering(node: str | None = None, doing: str = "") -> Iterator[None]:
+    """Engine calls made in this block fail as EngineRefused or EngineDown, naming the node.
+
+    The one translation of what the docker SDK raises: an API error means the engine
+    answered (it derives from OSError too, so it is told apart first); anything in
+    ENGINE_DOWN means it did not. `doing` ("while preparing") goes into the message.
+    """
+    who = f"engine on {node}" if node else "an engine"
+    doing = f" {doing}" if doing else ""
+    try:
+        yield
+    except docker.errors.APIError as exc:
+        raise EngineRefused(f"{who} refused a request{doing}: {exc.explanation or exc}") from None
+    except ENGINE_DOWN as exc:
+        raise EngineDown(f"{who} stopped answering{doing}: {brief(exc)}", node, _is_timeout(exc)) from exc
+
+
+def call(node: str | None, fn: Callable[[], T]) -> T:
+    """fn(), an engine call, inside `answering(node)`."""
+    with answering(node):
+        return fn()
+
+
+def brief(exc: BaseException) -> str:
+    """The first line of an exception's message (the SDK's can run to pages), or its type."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, (requests.exceptions.ReadTimeout, socket.timeout, TimeoutError)) or (
+        "timed out" in str(exc).lower())
+
+
+def store_hiccup(exc: BaseException) -> bool:
+    """An engine's failure to read a global network from its key-value store (see STORE_TRIES)."""
+    text = str(getattr(exc, "explanation", "") or "")
+    return isinstance(exc, docker.errors.APIError) and "network" in text and (
+        "not found" in text or "from store" in text)
+
+
+def with_store_retries(fn: Callable[[], T]) -> T:
+    """fn(), tried again while it fails with a key-value store hiccup (STORE_TRIES in all)."""
+    return retry(fn, tries=STORE_TRIES, delay_s=STORE_RETRY_DELAY_S, again_on=store_hiccup)
 
 
 class _KeyedSSHAdapter(SSHHTTPAdapter):
@@ -80,14 +156,11 @@ def connect(node: dict[str, Any], timeout_s: float = API_TIMEOUT_S) -> docker.Do
                     docker.api.client.SSHHTTPAdapter = saved
         return docker.DockerClient(**kwargs)
     except docker.errors.DockerException as exc:
-        raise EngineError(f"node {node['name']}: engine at {url} does not answer ({_short(exc)})") from None
+        raise EngineError(f"node {node['name']}: engine at {url} does not answer ({brief(exc)})",
+                          node_down=node["name"]) from None
     except Exception as exc:  # paramiko's auth/host-key errors have no common base with the SDK's
-        raise EngineError(f"node {node['name']}: cannot reach {url} ({_short(exc)})") from None
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
+        raise EngineError(f"node {node['name']}: cannot reach {url} ({brief(exc)})",
+                          node_down=node["name"]) from None
 
 
 def connect_all(nodes: list[dict[str, Any]]) -> dict[str, docker.DockerClient]:
@@ -182,8 +255,8 @@ def node_facts(client: docker.DockerClient, node: dict[str, Any], image: str, ov
         # The host-network container also prints the tool versions: one container less.
         host_f = pool.submit(run_in, client, image, ["sh", "-c", _MTU_SCRIPT + "; " + _VERSIONS_SCRIPT],
                              session=session, network_mode="host")
-        ovl_f = pool.submit(_retry_api, lambda: run_in(client, image, ["sh", "-c", _MTU_SCRIPT],
-                                                       session=session, network=overlay))
+        ovl_f = pool.submit(with_store_retries, lambda: run_in(client, image, ["sh", "-c", _MTU_SCRIPT],
+                                                               session=session, network=overlay))
         info = client.info()
         host, ovl = host_f.result(), ovl_f.result()
     facts = {
@@ -202,21 +275,6 @@ def node_facts(client: docker.DockerClient, node: dict[str, Any], image: str, ov
     return facts
 
 
-def _retry_api(fn, tries: int = 3, delay_s: float = 0.5):
-    """Retry an engine call that failed with an API error (not a dead engine).
-
-    A classic-mode engine under load now and then fails to read a global network from the
-    key-value store ("network overlay-bench not found", "failed to get network from store":
-    seen); a moment later the same call works."""
-    for attempt in range(tries):
-        try:
-            return fn()
-        except docker.errors.APIError:
-            if attempt == tries - 1:
-                raise
-            time.sleep(delay_s)
-
-
 _VERSIONS_SCRIPT = "iperf3 --version; iperf --version 2>&1; sockperf --version"
 
 
@@ -229,18 +287,19 @@ def remove_session_containers(clients: dict[str, docker.DockerClient], session: 
 
     def clean(name: str, client: docker.DockerClient) -> None:
         label = {"label": f"{LABEL_SESSION}={session}"}
-        deadline = time.monotonic() + timeout_s
+
+        def none_left() -> bool:
+            ctrs = client.containers.list(all=True, sparse=True, filters=label)
+            for ctr in ctrs:
+                with contextlib.suppress(docker.errors.APIError):
+                    ctr.remove(force=True)
+            return not ctrs
+
         try:
             # Until none is listed: one container's refusal ("removal already in progress",
             # a start still finishing) must not leave the others behind.
-            while ctrs := client.containers.list(all=True, sparse=True, filters=label):
-                for ctr in ctrs:
-                    with contextlib.suppress(docker.errors.APIError):
-                        ctr.remove(force=True)
-                if time.monotonic() > deadline:
-                    unreachable.append(name)
-                    return
-                time.sleep(0.1)
+            if not poll(none_left, timeout_s, delay_s=0.1, backoff=1):
+                unreachable.append(name)
         except (docker.errors.APIError, *ENGINE_DOWN):
             unreachable.append(name)
 

@@ -10,7 +10,7 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import time
-from typing import Any, Callable
+from typing import Any
 
 import docker
 import docker.errors
@@ -20,13 +20,12 @@ from bench.engines import ENGINE_DOWN, LABEL_SESSION
 from bench.plan import Case, Plan, Run, SOCKPERF_WARMUP_S
 from bench.results_format import FORMAT_VERSION
 from bench.store import utc_now
+from common.polling import poll
 
 # A server must listen within this many seconds of its start.
 READY_TIMEOUT_S = 15.0
 # A run may take this much longer than its warm-up + duration before it is cut.
 RUN_SLACK_S = 30.0
-# Container starts retried after a key-value store hiccup of a classic-mode engine.
-KV_RETRIES = 3
 # Reachability probe on overlays: a closed TCP port on the server's address.
 PROBE_PORT = 9
 REACH_TIMEOUT_S = 30.0
@@ -34,18 +33,36 @@ REACH_TIMEOUT_S = 30.0
 IPERF2_UDP_SERVER_ROWS_S = 5.0
 
 
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """Why a run did not measure."""
+    reason: str
+    engine_down: str | None = None  # the node whose engine stopped answering
+    port_in_use: bool = False
+    # Failed while the containers were being set up, before anything was measured: a fresh
+    # attempt is fair (the failed one stays recorded).
+    setup: bool = False
+
+    @property
+    def stops_session(self) -> bool:
+        """A dead engine or a taken port fails every run after it too (unless --keep-going)."""
+        return bool(self.engine_down or self.port_in_use)
+
+
 class RunFailure(Exception):
-    """A run did not measure. `engine_down` names the node whose engine stopped answering."""
+    """Raised inside the runner when a run cannot measure; execute() returns its `failure`."""
 
     def __init__(self, reason: str, engine_down: str | None = None, port_in_use: bool = False,
                  setup: bool = False):
         super().__init__(reason)
-        self.reason = reason
-        self.engine_down = engine_down
-        self.port_in_use = port_in_use
-        # Failed while the containers were being set up, before anything was measured: a
-        # fresh attempt is fair (the failed one stays recorded).
-        self.setup = setup
+        self.failure = Failure(reason, engine_down, port_in_use, setup)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What one attempt of a run gave: its runs.jsonl line, and why it failed if it did."""
+    record: dict[str, Any]
+    failure: Failure | None = None
 
 
 @dataclasses.dataclass
@@ -145,8 +162,8 @@ class Runner:
         return {LABEL_SESSION: self.session, "overlay-bench.run": run.run_id, "overlay-bench.role": role}
 
     # ------------------------------------------------------------------ one run
-    def execute(self, run: Run, skip_reason: str | None = None) -> dict[str, Any]:
-        """Run it and return its record (status ok, failed or skipped); never raises RunFailure."""
+    def execute(self, run: Run, skip_reason: str | None = None) -> RunResult:
+        """Run it once; its record has status ok, failed or skipped. Never raises RunFailure."""
         case = run.case
         record = {
             "format_version": FORMAT_VERSION, "run_id": run.run_id, "case_id": case.case_id,
@@ -160,19 +177,28 @@ class Runner:
             **parsers.Metrics().as_record(),
         }
         if skip_reason:
-            return record
+            return RunResult(record)
         t0 = time.monotonic()
+        failure = None
         try:
             metrics = self._measure(run)
         except RunFailure as exc:
-            record.update(status="failed", reason=exc.reason)
-            record["_failure"] = exc
+            failure = exc.failure
+        except engines.EngineError as exc:
+            failure = Failure(str(exc), engine_down=exc.node_down)
         else:
             record.update(status="ok", reason=None, **metrics.as_record())
             if metrics.warmup_s is not None:
                 record["warmup_s"] = metrics.warmup_s
+        if failure is not None and not failure.engine_down:
+            # Whatever the error said, a dead engine is the cause worth naming.
+            dead = self.dead_engine(case)
+            if dead:
+                failure = Failure(f"engine on {dead} stopped answering ({failure.reason})", engine_down=dead)
+        if failure is not None:
+            record.update(status="failed", reason=failure.reason)
         record["wall_s"] = round(time.monotonic() - t0, 3)
-        return record
+        return RunResult(record, failure)
 
     def _measure(self, run: Run) -> parsers.Metrics:
         case, plan = run.case, self.plan
@@ -188,12 +214,10 @@ class Runner:
             # The idle process is `cat` on an open stdin: it waits without a sleep binary.
             try:
                 futs = [
-                    self._pool.submit(self._call, case.server_node, lambda: _start(
-                        self.clients[case.server_node], self.image, server_command(case, target.bind, port),
-                        labels=self._labels(run, "server"), **target.server_kwargs)),
-                    self._pool.submit(self._call, case.client_node, lambda: _start(
-                        self.clients[case.client_node], self.image, ["cat"], stdin_open=True,
-                        labels=self._labels(run, "client"), **target.client_kwargs)),
+                    self._pool.submit(self._start, case.server_node, server_command(case, target.bind, port),
+                                      labels=self._labels(run, "server"), **target.server_kwargs),
+                    self._pool.submit(self._start, case.client_node, ["cat"], stdin_open=True,
+                                      labels=self._labels(run, "client"), **target.client_kwargs),
                 ]
                 concurrent.futures.wait(futs)
                 for fut in futs:
@@ -205,13 +229,8 @@ class Runner:
                 address = self._server_address(case, server)
                 if case.network.startswith("overlay"):
                     self._wait_reachable(case, holder, address)
-            except RunFailure as exc:
-                # Nothing was measured yet: unless an engine died or the port is taken, a fresh
-                # attempt is fair. Seen in classic mode under load: an engine failing to write
-                # to the key-value store ("failed to update store ... network is unreachable").
-                if not (exc.engine_down or exc.port_in_use):
-                    exc.setup = True
-                raise
+            except (RunFailure, engines.EngineError) as exc:
+                raise _set_up_failure(exc) from None
             out, err = self._exec_client(case, holder, client_command(case, plan, address, port))
             return self._parse(case, out, err, server)
         finally:
@@ -230,6 +249,15 @@ class Runner:
                 return node
         return None
 
+    def _start(self, node: str, command: list[str], **kwargs: Any):
+        """Start a container through `node`'s engine (see _start_container)."""
+        with engines.answering(node):
+            try:
+                return engines.with_store_retries(
+                    lambda: _start_container(self.clients[node], self.image, command, **kwargs))
+            except docker.errors.ImageNotFound:
+                raise RunFailure(f"image {self.image} is missing on {node}") from None
+
     def _wait_reachable(self, case: Case, holder, address: str) -> None:
         """From the client's container, wait until the server's overlay address answers.
 
@@ -240,49 +268,38 @@ class Runner:
         """
         probe = ["iperf3", "-c", address, "-p", str(PROBE_PORT), "--connect-timeout", "500", "-t", "1"]
         api = self._long_client(case.client_node).api
-        deadline = time.monotonic() + self.reach_timeout_s
-        delay = 0.01
-        while True:
-            try:
+        out = ""
+
+        def refused() -> bool:
+            nonlocal out
+            with engines.answering(case.client_node):
                 exec_id = api.exec_create(holder.id, probe)["Id"]
                 out = api.exec_start(exec_id).decode(errors="replace")
-            except docker.errors.APIError as exc:  # before ENGINE_DOWN: it is an OSError too
-                raise RunFailure(f"engine on {case.client_node}: {exc.explanation or exc}") from None
-            except ENGINE_DOWN as exc:
-                raise RunFailure(f"engine on {case.client_node} stopped answering: {_brief(exc)}",
-                                 engine_down=case.client_node) from exc
-            if "refused" in out:
-                return
-            if time.monotonic() > deadline:
-                last = out.strip().splitlines()[-1] if out.strip() else "no answer"
-                raise RunFailure(f"server {address} on {case.network} not reachable from "
-                                 f"{case.client_node} within {self.reach_timeout_s:g} s ({last})")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
+            return "refused" in out
+
+        if not poll(refused, self.reach_timeout_s, delay_s=0.01, max_delay_s=0.2, backoff=2):
+            last = out.strip().splitlines()[-1] if out.strip() else "no answer"
+            raise RunFailure(f"server {address} on {case.network} not reachable from "
+                             f"{case.client_node} within {self.reach_timeout_s:g} s ({last})")
 
     def _exec_client(self, case: Case, holder, command: list[str]) -> tuple[str, str]:
         budget = self.plan.warmup_s + self.plan.duration_s + self.slack_s
         api = self._long_client(case.client_node).api
         try:
-            exec_id = api.exec_create(holder.id, command, stdout=True, stderr=True)["Id"]
-            out, err = api.exec_start(exec_id, demux=True)
-        except docker.errors.APIError as exc:  # before ENGINE_DOWN: it is an OSError too
-            raise RunFailure(f"engine on {case.client_node}: {exc.explanation or exc}") from None
-        except ENGINE_DOWN as exc:
-            if _is_timeout(exc):
+            with engines.answering(case.client_node):
+                exec_id = api.exec_create(holder.id, command, stdout=True, stderr=True)["Id"]
+                out, err = api.exec_start(exec_id, demux=True)
+        except engines.EngineDown as exc:
+            if exc.timed_out:  # the long client's timeout is the run's budget
                 raise RunFailure(f"timed out: no result after {budget:g} s") from None
-            raise RunFailure(f"engine on {case.client_node} stopped answering: {_brief(exc)}",
-                             engine_down=case.client_node) from exc
+            raise
         return (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
 
     def _long_client(self, node: str) -> docker.DockerClient:
         """A second client per node whose timeout covers a whole run (the exec blocks until the end)."""
         if node not in self._long_clients:
             budget = self.plan.warmup_s + self.plan.duration_s + self.slack_s
-            try:
-                self._long_clients[node] = engines.connect(self.nodes[node], timeout_s=budget)
-            except engines.EngineError as exc:
-                raise RunFailure(str(exc), engine_down=node) from None
+            self._long_clients[node] = engines.connect(self.nodes[node], timeout_s=budget)
         return self._long_clients[node]
 
     def close(self) -> None:
@@ -302,47 +319,55 @@ class Runner:
             if case.protocol == "tcp":
                 return parsers.parse_iperf2(out, err, streams=case.streams, warmup_s=plan.warmup_s,
                                             duration_s=plan.duration_s)
-            deadline = time.monotonic() + IPERF2_UDP_SERVER_ROWS_S
-            while True:
-                rows = self._call(case.server_node, lambda: server.logs(stdout=True, stderr=False))
+            last: parsers.ToolFailure | None = None
+
+            def parsed() -> parsers.Metrics | None:
+                # The server prints its last rows when the stream ends, a moment after the client.
+                nonlocal last
+                rows = engines.call(case.server_node, lambda: server.logs(stdout=True, stderr=False))
                 try:
                     return parsers.parse_iperf2(out, err, streams=case.streams, warmup_s=plan.warmup_s,
                                                 duration_s=plan.duration_s, protocol="udp",
                                                 server_stdout=rows.decode(errors="replace"))
-                except parsers.ToolFailure:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)  # the server prints its last rows when the stream ends
+                except parsers.ToolFailure as exc:
+                    last = exc
+                    return None
+
+            metrics = poll(parsed, IPERF2_UDP_SERVER_ROWS_S, delay_s=0.1, backoff=1)
+            if metrics is None:
+                raise last  # set by the last parsed()
+            return metrics
         except parsers.ToolFailure as exc:
             raise RunFailure(exc.reason) from None
 
     def _wait_listening(self, case: Case, server, port: int) -> None:
         """Wait for the server's "listening" line (see server_command): no fixed sleep."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        delay, polls = 0.002, 0
-        while True:
-            logs = self._call(case.server_node, lambda: server.logs(stdout=False, stderr=True))
+        node = case.server_node
+        polls = 0
+
+        def listening() -> bool:
+            nonlocal polls
+            logs = engines.call(node, lambda: server.logs(stdout=False, stderr=True))
             if READY_MARK.encode() in logs:
                 if case.network == "host":
                     # On the host network the socket seen may be someone else's, and ours
                     # exited because the port was taken.
-                    self._call(case.server_node, server.reload)
+                    engines.call(node, server.reload)
                     if server.status != "running":
                         self._server_exited(case, server, port)
-                return
+                return True
             polls += 1
             if polls % 8 == 0:
-                self._call(case.server_node, server.reload)
+                engines.call(node, server.reload)
                 if server.status == "exited":
                     self._server_exited(case, server, port)
-            if time.monotonic() > deadline:
-                raise RunFailure(f"server on {case.server_node} did not listen on port {port} "
-                                 f"within {READY_TIMEOUT_S:g} s")
-            time.sleep(delay)
-            delay = min(delay * 2, 0.05)
+            return False
+
+        if not poll(listening, READY_TIMEOUT_S, delay_s=0.002, max_delay_s=0.05, backoff=2):
+            raise RunFailure(f"server on {node} did not listen on port {port} within {READY_TIMEOUT_S:g} s")
 
     def _server_exited(self, case: Case, server, port: int) -> None:
-        logs = self._call(case.server_node, lambda: server.logs()).decode(errors="replace")
+        logs = engines.call(case.server_node, server.logs).decode(errors="replace")
         if parsers.port_in_use(logs):
             raise RunFailure(f"port {port}/{case.protocol} is already in use on node {case.server_node} "
                              f"({case.network} network): free it or pass --port-base", port_in_use=True)
@@ -353,30 +378,19 @@ class Runner:
         if case.network in ("host", "bridge"):
             return self.nodes[case.server_node]["address"]
         net = self.networks[case.network]
-        deadline = time.monotonic() + 3.0
-        while True:
+
+        def address() -> str | None:
             # A classic-mode engine under load has been seen to report the network's
             # address a moment after the start (inspect shows none at first).
-            self._call(case.server_node, server.reload)
-            ip = ((server.attrs.get("NetworkSettings") or {}).get("Networks") or {}).get(net, {}).get("IPAddress")
-            if ip:
-                return ip
-            if time.monotonic() > deadline:
-                raise RunFailure(f"server on {case.server_node} got no address on network {net} "
-                                 f"(container {server.status})")
-            time.sleep(0.05)
+            engines.call(case.server_node, server.reload)
+            networks = (server.attrs.get("NetworkSettings") or {}).get("Networks") or {}
+            return networks.get(net, {}).get("IPAddress")
 
-    def _call(self, node: str, fn: Callable[[], Any]) -> Any:
-        """Call the engine of `node`; turn a dead engine into a RunFailure naming it."""
-        try:
-            return fn()
-        # APIError first: it derives from OSError too, but means the engine answered.
-        except docker.errors.ImageNotFound:
-            raise RunFailure(f"image {self.image} is missing on {node}") from None
-        except docker.errors.APIError as exc:
-            raise RunFailure(f"engine on {node}: {exc.explanation or exc}") from None
-        except ENGINE_DOWN as exc:
-            raise RunFailure(f"engine on {node} stopped answering: {_brief(exc)}", engine_down=node) from exc
+        ip = poll(address, 3.0, delay_s=0.05, backoff=1)
+        if not ip:
+            raise RunFailure(f"server on {case.server_node} got no address on network {net} "
+                             f"(container {server.status})")
+        return ip
 
     def _remove_later(self, made: list[Any]) -> None:
         """Remove the run's containers in the background, while the next run's start.
@@ -394,42 +408,31 @@ class Runner:
         pending, self._removals = self._removals, []
         concurrent.futures.wait(pending)
 
-def _start(client: docker.DockerClient, image: str, command: list[str], **kwargs: Any):
-    """containers.run(detach=True) without the two inspects the SDK adds (every run pays them)."""
+
+def _set_up_failure(exc: RunFailure | engines.EngineError) -> RunFailure:
+    """A failure before anything was measured: unless an engine died or the port is taken,
+    a fresh attempt is fair. Seen in classic mode under load: an engine failing to write to
+    the key-value store ("failed to update store ... network is unreachable")."""
+    if isinstance(exc, RunFailure):
+        failure = exc.failure
+    else:
+        failure = Failure(str(exc), engine_down=exc.node_down)
+    return RunFailure(failure.reason, failure.engine_down, failure.port_in_use,
+                      setup=failure.setup or not failure.stops_session)
+
+
+def _start_container(client: docker.DockerClient, image: str, command: list[str], **kwargs: Any):
+    """containers.run(detach=True) without the two inspects the SDK adds (every run pays them).
+
+    A container that fails to start is removed before the error goes up."""
     from docker.models.containers import _create_container_args
 
     args = _create_container_args(dict(kwargs, image=image, command=command, version=client.api._version))
-    for attempt in range(KV_RETRIES):
-        cid = client.api.create_container(**args)["Id"]
-        try:
-            client.api.start(cid)
-            return client.containers.prepare_model({"Id": cid})
-        except BaseException as exc:
-            with contextlib.suppress(Exception):
-                client.api.remove_container(cid, force=True)
-            if not (_kv_hiccup(exc) and attempt < KV_RETRIES - 1):
-                raise
-        time.sleep(0.2)
-    raise AssertionError("unreachable")
-
-
-def _kv_hiccup(exc: BaseException) -> bool:
-    """A classic-mode engine that failed to read a global network from its key-value store.
-
-    Seen under load: "network <id> not found", "failed to get network from store during
-    join"; the same start works a moment later. Nothing has been measured yet: retry."""
-    text = str(getattr(exc, "explanation", "") or "")
-    return isinstance(exc, docker.errors.APIError) and "network" in text and (
-        "not found" in text or "from store" in text)
-
-
-def _brief(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:200]
-
-
-def _is_timeout(exc: BaseException | None) -> bool:
-    import requests.exceptions
-    import socket
-    return isinstance(exc, (requests.exceptions.ReadTimeout, socket.timeout, TimeoutError)) or (
-        exc is not None and "timed out" in str(exc).lower())
+    cid = client.api.create_container(**args)["Id"]
+    try:
+        client.api.start(cid)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            client.api.remove_container(cid, force=True)
+        raise
+    return client.containers.prepare_model({"Id": cid})

@@ -19,11 +19,12 @@ import docker
 import docker.errors
 
 from bench import engines, image as bench_image, plan as bench_plan, results_format, stack as bench_stack, store
-from bench.engines import LABEL_SESSION, EngineError
+from bench.engines import LABEL_SESSION
 from bench.plan import Case, Plan, Run
 from bench.progress import Progress
-from bench.runner import RunFailure, Runner
+from bench.runner import RunResult, Runner
 from common.errors import UserError
+from common.polling import retry
 
 ENCRYPTED_PROBE_TIMEOUT_S = 8
 # Long enough for a slow gossip (seen: 10-15 s on a plain overlay), short enough to bound it.
@@ -120,12 +121,8 @@ class Session:
         with self._step("Reaching the engines"):
             self.clients = engines.connect_all(self.outputs["nodes"])
         try:
-            with sigterm_as_interrupt():
+            with sigterm_as_interrupt(), engines.answering(doing="while preparing"):
                 return self._run(all_cases, order, t0)
-        except docker.errors.APIError as exc:
-            raise EngineError(f"an engine refused a request while preparing: {exc.explanation or exc}") from None
-        except engines.ENGINE_DOWN as exc:
-            raise EngineError(f"an engine stopped answering while preparing: {exc}") from None
         finally:
             self._cleanup()
 
@@ -168,27 +165,15 @@ class Session:
             for run in todo:
                 reason = static_skip(run.case, self.outputs) or dynamic_skip.get(run.case.network)
                 self.progress.begin(run)
-                for attempt in range(1 + SETUP_RETRIES):
-                    record = runner.execute(run, skip_reason=reason)
-                    failure: RunFailure | None = record.pop("_failure", None)
-                    if failure and not failure.engine_down:
-                        # Whatever the error said, a dead engine is the cause worth naming.
-                        dead = runner.dead_engine(run.case)
-                        if dead:
-                            failure.engine_down = dead
-                            record["reason"] = f"engine on {dead} stopped answering ({failure.reason})"
-                    log.append(record)  # every attempt is on disk, the failed ones too
-                    if not (failure and failure.setup and not failure.engine_down) or attempt == SETUP_RETRIES:
-                        break
-                    summary.retried += 1
-                    self.progress.note(f"{run.run_id}: {failure.reason}; trying again")
-                summary.ok += record["status"] == "ok"
-                summary.failed += record["status"] == "failed"
-                summary.skipped += record["status"] == "skipped"
+                result = self._execute(runner, log, summary, run, reason)
+                status = result.record["status"]
+                summary.ok += status == "ok"
+                summary.failed += status == "failed"
+                summary.skipped += status == "skipped"
                 cost = 0 if reason else bench_plan.run_cost_s(self.plan, run.case)
-                self.progress.done(run, record, cost)
-                if failure and (failure.engine_down or failure.port_in_use) and not self.keep_going:
-                    summary.stopped_reason = f"{run.run_id} failed: {failure.reason}"
+                self.progress.done(run, result.record, cost)
+                if result.failure and result.failure.stops_session and not self.keep_going:
+                    summary.stopped_reason = f"{run.run_id} failed: {result.failure.reason}"
                     break
         except KeyboardInterrupt:
             summary.interrupted = True
@@ -198,6 +183,21 @@ class Session:
             log.close()
             summary.wall_s = time.monotonic() - t0
         return summary
+
+    def _execute(self, runner: Runner, log: store.RunLog, summary: Summary, run: Run,
+                 skip_reason: str | None) -> RunResult:
+        """Run it; a set-up failure is tried again at once (SETUP_RETRIES). Every attempt is stored."""
+        def attempt() -> RunResult:
+            result = runner.execute(run, skip_reason=skip_reason)
+            log.append(result.record)  # every attempt is on disk, the failed ones too
+            return result
+
+        def before_again(result: RunResult) -> None:
+            summary.retried += 1
+            self.progress.note(f"{run.run_id}: {result.failure.reason}; trying again")
+
+        return retry(attempt, tries=1 + SETUP_RETRIES, before_again=before_again,
+                     again_if=lambda result: result.failure is not None and result.failure.setup)
 
     # ------------------------------------------------------------------ session directory
     def _session_dir(self) -> Path:
@@ -211,13 +211,9 @@ class Session:
         by_name = {n["name"]: n for n in self.outputs["nodes"]}
 
         def facts(name: str) -> dict[str, Any]:
-            try:
+            with engines.answering(name, doing="while its facts were recorded"):
                 return engines.node_facts(self.clients[name], by_name[name], self.image_name, overlay,
                                           subnet, self.session_id)
-            except docker.errors.APIError as exc:
-                raise EngineError(f"node {name}: cannot record its facts: {exc.explanation or exc}") from None
-            except engines.ENGINE_DOWN as exc:
-                raise EngineError(f"node {name}: engine stopped answering: {exc}") from None
 
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(self.clients)) as pool:
             nodes = dict(zip(self.clients, pool.map(facts, self.clients)))
@@ -277,18 +273,19 @@ class Session:
         probe = Case("iperf3", "tcp", 1, "forward", "overlay-encrypted", server_node, client_node)
         probe_plan = dataclasses.replace(self.plan, duration_s=1, warmup_s=0, runs=1)
         # The run machinery itself, with a short budget: on a kernel without ESP the client
-        # hangs silently (NOTES), so the probe must end on its own.
+        # hangs silently (seen: dockerd logs that it cannot add the ESP state, and nothing
+        # arrives), so the probe must end on its own.
         runner = Runner(self.outputs, self.clients, probe_plan, self.image_name, self.session_id,
                         {"overlay-encrypted": name}, slack_s=ENCRYPTED_PROBE_TIMEOUT_S,
                         reach_timeout_s=ENCRYPTED_REACH_TIMEOUT_S)
         try:
-            record = runner.execute(Run(probe, 0))
+            result = runner.execute(Run(probe, 0))
         finally:
             runner.close()
-        if record["status"] == "ok":
+        if result.failure is None:
             return name, None
         return None, (f"encrypted overlay carries no traffic between {server_node} and {client_node} "
-                      f"(probe: {record['reason']}); this host's kernel may lack ESP (INET_ESP)")
+                      f"(probe: {result.failure.reason}); this host's kernel may lack ESP (INET_ESP)")
 
     # ------------------------------------------------------------------ cleanup
     def _cleanup(self) -> None:
