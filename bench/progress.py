@@ -1,13 +1,14 @@
-"""Progress on stderr: a bar with ETA on a terminal, plain lines otherwise (CI logs)."""
+"""Progress on stderr: step lines while preparing, then a bar with ETA on a terminal and
+plain lines otherwise (CI logs)."""
 from __future__ import annotations
 
-import contextlib
-import time
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, TextColumn, TimeRemainingColumn
 from rich.progress import Progress as RichProgress
+
+from common.status import Status
 
 
 def describe(record: dict[str, Any]) -> str:
@@ -34,26 +35,11 @@ class Progress:
         self._task = None
         self._n = 0
         self._total = 0
+        self._status = Status(stream=self.console.file, quiet=not enabled)
 
-    @contextlib.contextmanager
     def step(self, text: str):
-        """A preparation step: its name, then a check mark or a cross (kind's habit)."""
-        t0 = time.monotonic()
-        try:
-            yield
-        except BaseException:
-            if self.enabled:
-                if self.live:
-                    self.console.print(f"[red]✗[/red] {text}")
-                else:
-                    self._plain(f"FAILED {text}")
-            raise
-        if self.enabled:
-            took = f" ({time.monotonic() - t0:.1f} s)"
-            if self.live:
-                self.console.print(f"[green]✓[/green] {text}{took}", highlight=False)
-            else:
-                self._plain(f"ok {text}{took}")
+        """A preparation step: the status line stacks.local prints too (common/status.py)."""
+        return self._status.step(text)
 
     def start(self, runs: int, estimate_s: float) -> None:
         self._total = runs
