@@ -16,8 +16,7 @@ import docker.errors
 import requests.exceptions
 from docker.transport.sshconn import SSHHTTPAdapter
 
-from bench import image as bench_image
-from bench.parsers import tool_versions as parse_versions
+from bench import image as bench_image, parsers, tools
 from common.errors import UserError
 from common.polling import poll, retry
 
@@ -265,7 +264,7 @@ def node_facts(client: docker.DockerClient, node: dict[str, Any], image: str, ov
         "os": info.get("OperatingSystem"),
         "host_mtu_bytes": mtu_for(host, node["address"]),
         "overlay_mtu_bytes": None,
-        "tool_versions": parse_versions(host),
+        "tool_versions": {**tools.versions(host), **parsers.tool_versions(host)},
     }
     if overlay_net:
         facts["overlay_mtu_bytes"] = mtu_for_subnet(ovl, overlay_net)
@@ -275,7 +274,7 @@ def node_facts(client: docker.DockerClient, node: dict[str, Any], image: str, ov
     return facts
 
 
-_VERSIONS_SCRIPT = "iperf3 --version; iperf --version 2>&1; sockperf --version"
+_VERSIONS_SCRIPT = tools.versions_command() + "; sockperf --version"
 
 
 def remove_session_containers(clients: dict[str, docker.DockerClient], session: str,

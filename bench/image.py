@@ -1,4 +1,4 @@
-"""The bench image: iperf3, iperf 2 and sockperf, built here with no registry.
+"""The bench image: the measuring tools (bench/tools/), built here with no registry.
 
 Nothing can be pulled on the machines this project runs on, so the image is made from the
 host's own binaries and their shared-library closure (`ldd`), written as a `docker save`
@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable
 
+from bench import tools
 from common.errors import UserError
 
 IMAGE_NAME = "overlay-bench/tools:1"
@@ -28,8 +29,10 @@ IMAGE_NAME = "overlay-bench/tools:1"
 # Bump when the layout below changes: it is part of the cache key.
 BUILDER_VERSION = 1
 
-# The tools, plus sh and cat so that bench can read MTUs (/sys, /proc) inside a container.
-BINARIES = ("/usr/bin/iperf3", "/usr/bin/iperf", "/usr/bin/sockperf", "/bin/sh", "/usr/bin/cat")
+# The tools (bench/tools/), plus sh and cat so that bench can read MTUs (/sys, /proc) inside
+# a container.
+BINARIES = (*tools.binaries(), "/usr/bin/sockperf", "/bin/sh", "/usr/bin/cat")
+PACKAGES = (*sorted({tool.package for tool in tools.REGISTRY.values()}), "sockperf")
 
 # Not in `ldd`'s output but loaded at run time by glibc (name lookups) on some systems.
 _OPTIONAL_LIBS: tuple[str, ...] = ()
@@ -69,7 +72,7 @@ def _inputs(binaries: Iterable[str] = BINARIES) -> list[str]:
     missing = [b for b in binaries if not os.path.exists(b)]
     if missing:
         raise ImageError(f"missing {', '.join(missing)}: install the Debian packages "
-                         "iperf iperf3 sockperf (scripts/setup.sh does it)")
+                         f"{' '.join(PACKAGES)} (scripts/setup.sh does it)")
     files: set[str] = set()
     for b in binaries:
         files.add(b)
@@ -126,6 +129,8 @@ def _config(layer_digest: str) -> bytes:
         "created": _CREATED,
         "config": {
             "Env": ["PATH=/usr/local/bin:/usr/bin:/bin"],
+            # Never run (bench gives every container its command); part of the image ID, so
+            # unchanged: sessions stay resumable across versions of this code.
             "Cmd": ["/usr/bin/iperf3", "--version"],
             "Labels": {"overlay-bench.image": IMAGE_NAME},
         },

@@ -1,8 +1,8 @@
 """The measurement matrix as data: a Plan (what to vary), its cases, and the run order.
 
 A plan is a small declarative description (stored in metadata.json as is); cases are its
-cross product, minus combinations that mean nothing (sockperf has no streams or
-direction). Runs are interleaved, round k of every case before round k+1, so that a
+cross product, minus combinations that mean nothing (a tool without streams or direction,
+bench/tools/). Runs are interleaved, round k of every case before round k+1, so that a
 drift of the machine (heat, a noisy neighbour) hits every case alike.
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ import itertools
 import random
 from typing import Any, Iterator
 
+from bench import tools
 from bench.results_format import DIRECTIONS, NETWORKS, PROTOCOLS, TOOLS
 from common.errors import UsageError
 
@@ -115,9 +116,8 @@ class Case:
 
     def static_skip_reason(self) -> str | None:
         """Why this case can never run, whatever the hosts; None when it can."""
-        if self.tool == "iperf2" and self.protocol == "udp" and self.direction == "reverse":
-            return "iperf 2.1.8 UDP --reverse crashes its server (seen); use iperf3 for reverse UDP"
-        return None
+        tool = tools.REGISTRY.get(self.tool)
+        return tool.skip_reason(self) if tool else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,7 +149,12 @@ def cases(plan: Plan, node_names: list[str]) -> list[Case]:
     for (server, client), network, tool, protocol, streams, direction in itertools.product(
             node_pairs(node_names, plan.pairs), plan.networks, plan.tools, plan.protocols,
             plan.streams, plan.directions):
-        if tool == "sockperf":
+        if tool in tools.REGISTRY:
+            # A tool without streams or direction (one connection, the same both ways) has
+            # one case where the matrix would give several.
+            streams = streams if tools.get(tool).varies_streams else 1
+            direction = direction if tools.get(tool).varies_direction else "forward"
+        elif tool == "sockperf":
             # Ping-pong is one connection, the same both ways: streams and direction do not apply.
             streams, direction = 1, "forward"
         case = Case(tool, protocol, streams, direction, network, server, client)
@@ -170,8 +175,15 @@ def run_order(plan: Plan, all_cases: list[Case]) -> Iterator[Run]:
             yield Run(case, k)
 
 
+def warmup_s(plan: Plan, case: Case) -> float:
+    """Seconds left out at the start of a run of `case`: the plan's, or the tool's own."""
+    if case.tool == "sockperf":
+        return SOCKPERF_WARMUP_S
+    return tools.get(case.tool).warmup_s(plan)
+
+
 def measured_s(plan: Plan, case: Case) -> float:
-    return plan.duration_s + (SOCKPERF_WARMUP_S if case.tool == "sockperf" else plan.warmup_s)
+    return plan.duration_s + warmup_s(plan, case)
 
 
 def estimate_s(plan: Plan, runs: list[Run]) -> float:
@@ -180,5 +192,5 @@ def estimate_s(plan: Plan, runs: list[Run]) -> float:
 
 def run_cost_s(plan: Plan, case: Case) -> float:
     """Estimated wall time of one run of `case`."""
-    extra = SOCKPERF_STARTUP_S if case.tool == "sockperf" else 0.0
+    extra = SOCKPERF_STARTUP_S if case.tool == "sockperf" else tools.get(case.tool).extra_run_s
     return measured_s(plan, case) + extra + RUN_OVERHEAD_S

@@ -15,10 +15,11 @@ from typing import Any
 import docker
 import docker.errors
 
-from bench import engines, parsers
+from bench import engines, parsers, plan as bench_plan, tools
 from bench.engines import ENGINE_DOWN, LABEL_SESSION
-from bench.plan import Case, Plan, Run, SOCKPERF_WARMUP_S
-from bench.results_format import FORMAT_VERSION
+from bench.plan import Case, Plan, Run
+from bench.results_format import FORMAT_VERSION, METRIC_FIELDS
+from bench.tools import Measurement, ToolFailure, strip_ansi
 from bench.store import utc_now
 from common.polling import poll
 
@@ -29,8 +30,6 @@ RUN_SLACK_S = 30.0
 # Reachability probe on overlays: a closed TCP port on the server's address.
 PROBE_PORT = 9
 REACH_TIMEOUT_S = 30.0
-# iperf 2 prints a UDP server's last interval rows shortly after the client ends.
-IPERF2_UDP_SERVER_ROWS_S = 5.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,10 +72,6 @@ class Target:
     bind: str  # address the server binds
 
 
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
-
-
 # The server runs under a small sh loop that reads its own namespace's socket table and
 # prints READY_MARK on stderr once the port is bound (TCP: LISTEN, 0A; UDP: bound, 07). The
 # harness then polls logs, a cheap call, instead of exec'ing into the container (which
@@ -87,45 +82,37 @@ _READY_SCRIPT = (
     'while kill -0 $pid 2>/dev/null; do for f in $f1 $f2; do [ -r $f ] || continue; '
     'while read -r sl local rem st rest; do case "$local $st" in *:$port\\ $state) '
     f'echo "{READY_MARK}" >&2; wait $pid; exit $?;; esac; done < $f; done; done; wait $pid')
+_SOCKET_STATE = {"tcp": "0A", "udp": "07"}  # /proc/net/{tcp,udp} st: listening, bound
 
 
-def _tool_server_command(case: Case, bind: str, port: int) -> list[str]:
-    if case.tool == "iperf3":
-        # -1: serve one test and exit, so the server is gone when the run ends.
-        return ["iperf3", "-s", "-1", "-B", bind, "-p", str(port)]
-    if case.tool == "iperf2":
-        cmd = ["iperf", "-s", "-B", bind, "-p", str(port), "-y", "C"]
-        # UDP loss and jitter exist only in the server's rows: per second, to drop the warm-up.
-        return cmd + (["-u", "-i", "1"] if case.protocol == "udp" else [])
+def _sockperf_server(case: Case, bind: str, port: int) -> list[str]:
     return ["sockperf", "server", "-i", bind, "-p", str(port)] + (["--tcp"] if case.protocol == "tcp" else [])
 
 
 def server_command(case: Case, bind: str, port: int) -> list[str]:
-    # iperf3 UDP still has a TCP control socket, which is what clients connect to first.
-    proto = "tcp" if case.tool == "iperf3" else case.protocol
-    state = "0A" if proto == "tcp" else "07"
-    return ["sh", "-c", _READY_SCRIPT, "sh", f"{port:04X}", state, f"/proc/net/{proto}",
-            f"/proc/net/{proto}6", *_tool_server_command(case, bind, port)]
+    """The tool's server under the readiness loop, which watches the tool's socket table."""
+    if case.tool == "sockperf":
+        proto, argv = case.protocol, _sockperf_server(case, bind, port)
+    else:
+        tool = tools.get(case.tool)
+        proto, argv = tool.listen_protocol(case), tool.server_argv(case, bind, port)
+    return ["sh", "-c", _READY_SCRIPT, "sh", f"{port:04X}", _SOCKET_STATE[proto], f"/proc/net/{proto}",
+            f"/proc/net/{proto}6", *argv]
 
 
 def client_command(case: Case, plan: Plan, target: str, port: int) -> list[str]:
-    per_stream_bps = str(int(plan.udp_target_mbps * 1e6 / case.streams))
-    if case.tool == "iperf3":
-        cmd = ["iperf3", "-c", target, "-p", str(port), "-P", str(case.streams),
-               "-t", _num(plan.duration_s), "-O", _num(plan.warmup_s), "-J",
-               "--connect-timeout", "5000"]
-        if case.protocol == "udp":
-            cmd += ["-u", "-b", per_stream_bps]
-    elif case.tool == "iperf2":
-        # No --omit in iperf 2: run warm-up + duration with per-second rows, drop the first ones.
-        cmd = ["iperf", "-c", target, "-p", str(port), "-P", str(case.streams),
-               "-t", _num(plan.warmup_s + plan.duration_s), "-i", "1", "-y", "C"]
-        if case.protocol == "udp":
-            cmd += ["-u", "-b", per_stream_bps]
-    else:
+    if case.tool == "sockperf":
         return (["sockperf", "ping-pong", "-i", target, "-p", str(port), "-t", _num(plan.duration_s)]
                 + (["--tcp"] if case.protocol == "tcp" else []))
-    return cmd + (["-R"] if case.direction == "reverse" else [])
+    return tools.get(case.tool).client_argv(case, plan, target, port)
+
+
+def _takes_udp_rate(case: Case) -> bool:
+    return case.protocol == "udp" and case.tool != "sockperf" and tools.get(case.tool).takes_udp_rate
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)
 
 
 class Runner:
@@ -170,26 +157,25 @@ class Runner:
             "run_index": run.run_index, "network": case.network, "tool": case.tool,
             "protocol": case.protocol, "streams": case.streams, "direction": case.direction,
             "server_node": case.server_node, "client_node": case.client_node,
-            "duration_s": self.plan.duration_s,
-            "warmup_s": SOCKPERF_WARMUP_S if case.tool == "sockperf" else self.plan.warmup_s,
-            "udp_target_mbps": self.plan.udp_target_mbps if case.protocol == "udp" and case.tool != "sockperf" else None,
+            "duration_s": self.plan.duration_s, "warmup_s": bench_plan.warmup_s(self.plan, case),
+            "udp_target_mbps": self.plan.udp_target_mbps if _takes_udp_rate(case) else None,
             "started_at": utc_now(), "wall_s": None, "status": "skipped", "reason": skip_reason,
-            **parsers.Metrics().as_record(),
+            **dict.fromkeys(METRIC_FIELDS),
         }
         if skip_reason:
             return RunResult(record)
         t0 = time.monotonic()
         failure = None
         try:
-            metrics = self._measure(run)
+            measured = self._measure(run)
         except RunFailure as exc:
             failure = exc.failure
         except engines.EngineError as exc:
             failure = Failure(str(exc), engine_down=exc.node_down)
         else:
-            record.update(status="ok", reason=None, **metrics.as_record())
-            if metrics.warmup_s is not None:
-                record["warmup_s"] = metrics.warmup_s
+            record.update(status="ok", reason=None, **measured.metrics)
+            if measured.warmup_s is not None:
+                record["warmup_s"] = measured.warmup_s
         if failure is not None and not failure.engine_down:
             # Whatever the error said, a dead engine is the cause worth naming.
             dead = self.dead_engine(case)
@@ -200,7 +186,7 @@ class Runner:
         record["wall_s"] = round(time.monotonic() - t0, 3)
         return RunResult(record, failure)
 
-    def _measure(self, run: Run) -> parsers.Metrics:
+    def _measure(self, run: Run) -> Measurement:
         case, plan = run.case, self.plan
         port = plan.port_base + self._seq % 50  # distinct ports: a lingering socket never collides
         self._seq += 1
@@ -266,7 +252,7 @@ class Runner:
         and now and then 10-15 s on a swarm lab). The probe is a TCP connect to a closed port:
         "Connection refused" proves the path works both ways.
         """
-        probe = ["iperf3", "-c", address, "-p", str(PROBE_PORT), "--connect-timeout", "500", "-t", "1"]
+        probe = tools.connect_probe_argv(address, PROBE_PORT)
         api = self._long_client(case.client_node).api
         out = ""
 
@@ -309,35 +295,33 @@ class Runner:
             with contextlib.suppress(Exception):
                 c.close()
 
-    def _parse(self, case: Case, out: str, err: str, server) -> parsers.Metrics:
-        plan = self.plan
-        try:
-            if case.tool == "iperf3":
-                return parsers.parse_iperf3(out, case.protocol)
-            if case.tool == "sockperf":
+    def _parse(self, case: Case, out: str, err: str, server) -> Measurement:
+        if case.tool == "sockperf":
+            try:
                 return parsers.parse_sockperf(out, err)
-            if case.protocol == "tcp":
-                return parsers.parse_iperf2(out, err, streams=case.streams, warmup_s=plan.warmup_s,
-                                            duration_s=plan.duration_s)
-            last: parsers.ToolFailure | None = None
+            except ToolFailure as exc:
+                raise RunFailure(exc.reason) from None
+        tool, plan = tools.get(case.tool), self.plan
+        try:
+            if not tool.reads_server_output(case):
+                return tool.parse(case, plan, out, err)
+            last: ToolFailure | None = None
 
-            def parsed() -> parsers.Metrics | None:
-                # The server prints its last rows when the stream ends, a moment after the client.
+            def parsed() -> Measurement | None:
+                # The server prints its last lines when the test ends, a moment after the client.
                 nonlocal last
-                rows = engines.call(case.server_node, lambda: server.logs(stdout=True, stderr=False))
+                logs = engines.call(case.server_node, lambda: server.logs(stdout=True, stderr=False))
                 try:
-                    return parsers.parse_iperf2(out, err, streams=case.streams, warmup_s=plan.warmup_s,
-                                                duration_s=plan.duration_s, protocol="udp",
-                                                server_stdout=rows.decode(errors="replace"))
-                except parsers.ToolFailure as exc:
+                    return tool.parse(case, plan, out, err, logs.decode(errors="replace"))
+                except ToolFailure as exc:
                     last = exc
                     return None
 
-            metrics = poll(parsed, IPERF2_UDP_SERVER_ROWS_S, delay_s=0.1, backoff=1)
-            if metrics is None:
+            measured = poll(parsed, tool.server_output_wait_s, delay_s=0.1, backoff=1)
+            if measured is None:
                 raise last  # set by the last parsed()
-            return metrics
-        except parsers.ToolFailure as exc:
+            return measured
+        except ToolFailure as exc:
             raise RunFailure(exc.reason) from None
 
     def _wait_listening(self, case: Case, server, port: int) -> None:
@@ -368,11 +352,12 @@ class Runner:
 
     def _server_exited(self, case: Case, server, port: int) -> None:
         logs = engines.call(case.server_node, server.logs).decode(errors="replace")
-        if parsers.port_in_use(logs):
+        port_in_use = parsers.port_in_use if case.tool == "sockperf" else tools.get(case.tool).port_in_use
+        if port_in_use(logs):
             raise RunFailure(f"port {port}/{case.protocol} is already in use on node {case.server_node} "
                              f"({case.network} network): free it or pass --port-base", port_in_use=True)
         raise RunFailure(f"server on {case.server_node} exited before listening: "
-                         f"{parsers.strip_ansi(logs).strip()[-300:] or '(no output)'}")
+                         f"{strip_ansi(logs).strip()[-300:] or '(no output)'}")
 
     def _server_address(self, case: Case, server) -> str:
         if case.network in ("host", "bridge"):

@@ -18,7 +18,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from bench import engines, image as bench_image, plan as bench_plan, results_format, stack as bench_stack, store
+from bench import engines, image as bench_image, plan as bench_plan, results_format, stack as bench_stack, store, tools
 from bench.engines import LABEL_SESSION
 from bench.plan import Case, Plan, Run
 from bench.progress import Progress
@@ -270,7 +270,7 @@ class Session:
         self.created_networks.append((manager, net))
         server_node, client_node = bench_plan.node_pairs(
             [n["name"] for n in self.outputs["nodes"]], self.plan.pairs)[0]
-        probe = Case("iperf3", "tcp", 1, "forward", "overlay-encrypted", server_node, client_node)
+        probe = Case(tools.PROBE_TOOL, "tcp", 1, "forward", "overlay-encrypted", server_node, client_node)
         probe_plan = dataclasses.replace(self.plan, duration_s=1, warmup_s=0, runs=1)
         # The run machinery itself, with a short budget: on a kernel without ESP the client
         # hangs silently (seen: dockerd logs that it cannot add the ESP state, and nothing

@@ -14,8 +14,12 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-# Debian package -> a command it provides (checked first, so nothing is reinstalled).
-APT_PACKAGES="docker.io:dockerd etcd-server:etcd iperf:iperf iperf3:iperf3 sockperf:sockperf
+PY=${PYTHON:-python3}
+# Debian package -> a command it provides (checked first, so nothing is reinstalled). The
+# measuring tools' packages are named by their modules (bench/tools/, standard library only,
+# so the system python3 reads them before .venv exists).
+tool_packages=$("$PY" -m bench.tools apt-packages)
+APT_PACKAGES="docker.io:dockerd etcd-server:etcd sockperf:sockperf $tool_packages
 iptables:iptables iproute2:ip util-linux:nsenter kmod:modprobe python3-venv:-"
 missing=()
 for pair in $APT_PACKAGES; do
@@ -36,7 +40,6 @@ fi
 # docker.io's postinst may start a root-namespace dockerd where systemd runs: the lab
 # never uses it, and it would set FORWARD to DROP (see stacks/local).
 
-PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"
   "$PY" -m venv .venv
