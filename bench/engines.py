@@ -16,7 +16,7 @@ import docker.errors
 import requests.exceptions
 from docker.transport.sshconn import SSHHTTPAdapter
 
-from bench import image as bench_image, parsers, tools
+from bench import image as bench_image, tools
 from common.errors import UserError
 from common.polling import poll, retry
 
@@ -264,7 +264,7 @@ def node_facts(client: docker.DockerClient, node: dict[str, Any], image: str, ov
         "os": info.get("OperatingSystem"),
         "host_mtu_bytes": mtu_for(host, node["address"]),
         "overlay_mtu_bytes": None,
-        "tool_versions": {**tools.versions(host), **parsers.tool_versions(host)},
+        "tool_versions": tools.versions(host),
     }
     if overlay_net:
         facts["overlay_mtu_bytes"] = mtu_for_subnet(ovl, overlay_net)
@@ -274,7 +274,7 @@ def node_facts(client: docker.DockerClient, node: dict[str, Any], image: str, ov
     return facts
 
 
-_VERSIONS_SCRIPT = tools.versions_command() + "; sockperf --version"
+_VERSIONS_SCRIPT = tools.versions_command()
 
 
 def remove_session_containers(clients: dict[str, docker.DockerClient], session: str,

@@ -31,8 +31,7 @@ BUILDER_VERSION = 1
 
 # The tools (bench/tools/), plus sh and cat so that bench can read MTUs (/sys, /proc) inside
 # a container.
-BINARIES = (*tools.binaries(), "/usr/bin/sockperf", "/bin/sh", "/usr/bin/cat")
-PACKAGES = (*sorted({tool.package for tool in tools.REGISTRY.values()}), "sockperf")
+BINARIES = (*tools.binaries(), "/bin/sh", "/usr/bin/cat")
 
 # Not in `ldd`'s output but loaded at run time by glibc (name lookups) on some systems.
 _OPTIONAL_LIBS: tuple[str, ...] = ()
@@ -72,7 +71,7 @@ def _inputs(binaries: Iterable[str] = BINARIES) -> list[str]:
     missing = [b for b in binaries if not os.path.exists(b)]
     if missing:
         raise ImageError(f"missing {', '.join(missing)}: install the Debian packages "
-                         f"{' '.join(PACKAGES)} (scripts/setup.sh does it)")
+                         f"{' '.join(tools.apt_packages())} (scripts/setup.sh does it)")
     files: set[str] = set()
     for b in binaries:
         files.add(b)

@@ -21,10 +21,6 @@ PAIRS = ("first", "all", "ring")
 # Seconds a run costs beyond its measured time (containers, readiness, parsing); used only
 # for the --dry-run estimate. Measured: benchmarks/harness_overhead.py.
 RUN_OVERHEAD_S = 0.5
-# sockperf leaves out its own warm-up (400 ms) and takes no warm-up option; its client
-# also waits about 2 s before it starts (seen, with or without --dontwarmup).
-SOCKPERF_WARMUP_S = 0.4
-SOCKPERF_STARTUP_S = 2.0
 
 
 class PlanError(UsageError):
@@ -116,8 +112,7 @@ class Case:
 
     def static_skip_reason(self) -> str | None:
         """Why this case can never run, whatever the hosts; None when it can."""
-        tool = tools.REGISTRY.get(self.tool)
-        return tool.skip_reason(self) if tool else None
+        return tools.get(self.tool).skip_reason(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,14 +144,12 @@ def cases(plan: Plan, node_names: list[str]) -> list[Case]:
     for (server, client), network, tool, protocol, streams, direction in itertools.product(
             node_pairs(node_names, plan.pairs), plan.networks, plan.tools, plan.protocols,
             plan.streams, plan.directions):
-        if tool in tools.REGISTRY:
-            # A tool without streams or direction (one connection, the same both ways) has
-            # one case where the matrix would give several.
-            streams = streams if tools.get(tool).varies_streams else 1
-            direction = direction if tools.get(tool).varies_direction else "forward"
-        elif tool == "sockperf":
-            # Ping-pong is one connection, the same both ways: streams and direction do not apply.
-            streams, direction = 1, "forward"
+        # A tool without streams or direction (one connection, the same both ways) has one
+        # case where the matrix would give several.
+        if not tools.get(tool).varies_streams:
+            streams = 1
+        if not tools.get(tool).varies_direction:
+            direction = "forward"
         case = Case(tool, protocol, streams, direction, network, server, client)
         if case not in seen:
             seen.add(case)
@@ -177,8 +170,6 @@ def run_order(plan: Plan, all_cases: list[Case]) -> Iterator[Run]:
 
 def warmup_s(plan: Plan, case: Case) -> float:
     """Seconds left out at the start of a run of `case`: the plan's, or the tool's own."""
-    if case.tool == "sockperf":
-        return SOCKPERF_WARMUP_S
     return tools.get(case.tool).warmup_s(plan)
 
 
@@ -192,5 +183,4 @@ def estimate_s(plan: Plan, runs: list[Run]) -> float:
 
 def run_cost_s(plan: Plan, case: Case) -> float:
     """Estimated wall time of one run of `case`."""
-    extra = SOCKPERF_STARTUP_S if case.tool == "sockperf" else tools.get(case.tool).extra_run_s
-    return measured_s(plan, case) + extra + RUN_OVERHEAD_S
+    return measured_s(plan, case) + tools.get(case.tool).extra_run_s + RUN_OVERHEAD_S

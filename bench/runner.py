@@ -15,7 +15,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from bench import engines, parsers, plan as bench_plan, tools
+from bench import engines, plan as bench_plan, tools
 from bench.engines import ENGINE_DOWN, LABEL_SESSION
 from bench.plan import Case, Plan, Run
 from bench.results_format import FORMAT_VERSION, METRIC_FIELDS
@@ -85,34 +85,12 @@ _READY_SCRIPT = (
 _SOCKET_STATE = {"tcp": "0A", "udp": "07"}  # /proc/net/{tcp,udp} st: listening, bound
 
 
-def _sockperf_server(case: Case, bind: str, port: int) -> list[str]:
-    return ["sockperf", "server", "-i", bind, "-p", str(port)] + (["--tcp"] if case.protocol == "tcp" else [])
-
-
 def server_command(case: Case, bind: str, port: int) -> list[str]:
     """The tool's server under the readiness loop, which watches the tool's socket table."""
-    if case.tool == "sockperf":
-        proto, argv = case.protocol, _sockperf_server(case, bind, port)
-    else:
-        tool = tools.get(case.tool)
-        proto, argv = tool.listen_protocol(case), tool.server_argv(case, bind, port)
+    tool = tools.get(case.tool)
+    proto = tool.listen_protocol(case)
     return ["sh", "-c", _READY_SCRIPT, "sh", f"{port:04X}", _SOCKET_STATE[proto], f"/proc/net/{proto}",
-            f"/proc/net/{proto}6", *argv]
-
-
-def client_command(case: Case, plan: Plan, target: str, port: int) -> list[str]:
-    if case.tool == "sockperf":
-        return (["sockperf", "ping-pong", "-i", target, "-p", str(port), "-t", _num(plan.duration_s)]
-                + (["--tcp"] if case.protocol == "tcp" else []))
-    return tools.get(case.tool).client_argv(case, plan, target, port)
-
-
-def _takes_udp_rate(case: Case) -> bool:
-    return case.protocol == "udp" and case.tool != "sockperf" and tools.get(case.tool).takes_udp_rate
-
-
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else str(x)
+            f"/proc/net/{proto}6", *tool.server_argv(case, bind, port)]
 
 
 class Runner:
@@ -151,14 +129,15 @@ class Runner:
     # ------------------------------------------------------------------ one run
     def execute(self, run: Run, skip_reason: str | None = None) -> RunResult:
         """Run it once; its record has status ok, failed or skipped. Never raises RunFailure."""
-        case = run.case
+        case, tool = run.case, tools.get(run.case.tool)
+        udp_rate = case.protocol == "udp" and tool.takes_udp_rate
         record = {
             "format_version": FORMAT_VERSION, "run_id": run.run_id, "case_id": case.case_id,
             "run_index": run.run_index, "network": case.network, "tool": case.tool,
             "protocol": case.protocol, "streams": case.streams, "direction": case.direction,
             "server_node": case.server_node, "client_node": case.client_node,
             "duration_s": self.plan.duration_s, "warmup_s": bench_plan.warmup_s(self.plan, case),
-            "udp_target_mbps": self.plan.udp_target_mbps if _takes_udp_rate(case) else None,
+            "udp_target_mbps": self.plan.udp_target_mbps if udp_rate else None,
             "started_at": utc_now(), "wall_s": None, "status": "skipped", "reason": skip_reason,
             **dict.fromkeys(METRIC_FIELDS),
         }
@@ -217,7 +196,7 @@ class Runner:
                     self._wait_reachable(case, holder, address)
             except (RunFailure, engines.EngineError) as exc:
                 raise _set_up_failure(exc) from None
-            out, err = self._exec_client(case, holder, client_command(case, plan, address, port))
+            out, err = self._exec_client(case, holder, tools.get(case.tool).client_argv(case, plan, address, port))
             return self._parse(case, out, err, server)
         finally:
             # Also on Ctrl-C: a container still being created is waited for, then removed.
@@ -296,11 +275,6 @@ class Runner:
                 c.close()
 
     def _parse(self, case: Case, out: str, err: str, server) -> Measurement:
-        if case.tool == "sockperf":
-            try:
-                return parsers.parse_sockperf(out, err)
-            except ToolFailure as exc:
-                raise RunFailure(exc.reason) from None
         tool, plan = tools.get(case.tool), self.plan
         try:
             if not tool.reads_server_output(case):
@@ -352,8 +326,7 @@ class Runner:
 
     def _server_exited(self, case: Case, server, port: int) -> None:
         logs = engines.call(case.server_node, server.logs).decode(errors="replace")
-        port_in_use = parsers.port_in_use if case.tool == "sockperf" else tools.get(case.tool).port_in_use
-        if port_in_use(logs):
+        if tools.get(case.tool).port_in_use(logs):
             raise RunFailure(f"port {port}/{case.protocol} is already in use on node {case.server_node} "
                              f"({case.network} network): free it or pass --port-base", port_in_use=True)
         raise RunFailure(f"server on {case.server_node} exited before listening: "

@@ -19,7 +19,7 @@ PY=${PYTHON:-python3}
 # measuring tools' packages are named by their modules (bench/tools/, standard library only,
 # so the system python3 reads them before .venv exists).
 tool_packages=$("$PY" -m bench.tools apt-packages)
-APT_PACKAGES="docker.io:dockerd etcd-server:etcd sockperf:sockperf $tool_packages
+APT_PACKAGES="docker.io:dockerd etcd-server:etcd $tool_packages
 iptables:iptables iproute2:ip util-linux:nsenter kmod:modprobe python3-venv:-"
 missing=()
 for pair in $APT_PACKAGES; do

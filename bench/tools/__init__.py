@@ -5,13 +5,13 @@ docs/extending.md says how to add a tool. Standard library only (see base.py).
 """
 from __future__ import annotations
 
-from bench.tools import iperf2, iperf3
+from bench.tools import iperf2, iperf3, sockperf
 from bench.tools.base import Measurement, Tool, ToolFailure, strip_ansi
 
 __all__ = ["Measurement", "REGISTRY", "Tool", "ToolFailure", "get", "strip_ansi"]
 
 # In results_format.TOOLS order.
-REGISTRY: dict[str, Tool] = {tool.name: tool for tool in (iperf2.TOOL, iperf3.TOOL)}
+REGISTRY: dict[str, Tool] = {tool.name: tool for tool in (iperf2.TOOL, iperf3.TOOL, sockperf.TOOL)}
 
 # The harness's own probes (is an overlay address reachable yet; does the encrypted overlay
 # carry traffic) use iperf3, which every bench image holds whatever the plan measures.
