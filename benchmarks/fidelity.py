@@ -23,8 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-LAB = "btfid"
-SUBNET = "10.213.92.0/24"
+from tests import names  # noqa: E402  (a lab name and subnet no other run on this machine uses)
+
 TCP_IP_HEADERS_BYTES = 52  # IPv4 20 + TCP 20 + timestamp option 12
 
 
@@ -77,41 +77,39 @@ def main() -> int:
     parser.add_argument("--link-rate", default="1gbit")
     args = parser.parse_args()
 
-    from stacks.local import lab
     from common.status import Status
+    from stacks.local import lab
 
-    doc = lab.up(LAB, mode=args.mode, subnet=SUBNET, link_rate=args.link_rate, status=Status(quiet=True))
+    name = names.lab_name("bfid")
     direct: list[float] = []
     host: list[float] = []
     overlay: list[float] = []
     failures: list[str] = []
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            tmp_path = Path(tmp)
-            outputs = tmp_path / "outputs.json"
-            outputs.write_text(json.dumps(doc))
-            server, client = doc["nodes"][0], doc["nodes"][1]
-            server_ns, client_ns = lab.namespace(LAB, server["name"]), lab.namespace(LAB, client["name"])
-            # Each round: one direct run, then one bench session of host + overlay (a new
-            # session per round, so every bench figure pays the full harness path).
-            for k in range(args.runs):
-                direct.append(direct_iperf3(server_ns, client_ns, server["address"], 5801, args.streams,
-                                            args.duration, args.warmup))
-                results = tmp_path / f"r{k}"
-                session = bench_round(outputs, results, args.streams, args.duration, args.warmup, None)
-                runs = [json.loads(line) for line in (session / "runs.jsonl").read_text().splitlines()]
-                for r in runs:
-                    if r["status"] != "ok":
-                        failures.append(f"{r['run_id']}: {r['reason']}")
-                        print(f"round {k + 1}: {r['run_id']} {r['status']}: {r['reason']}", flush=True)
-                got = {r["network"]: r["throughput_mbps"] for r in runs if r["status"] == "ok"}
-                host += [got["host"]] if "host" in got else []
-                overlay += [got["overlay"]] if "overlay" in got else []
-                meta = json.loads((session / "metadata.json").read_text())
-                print(f"round {k + 1}: direct {direct[-1]:.1f}, bench host {got.get('host', float('nan')):.1f}, "
-                      f"bench overlay {got.get('overlay', float('nan')):.1f} Mbit/s", flush=True)
-    finally:
-        lab.down(LAB, status=Status(quiet=True))
+    with lab.running(name, mode=args.mode, subnet=names.subnet(), link_rate=args.link_rate,
+                     status=Status(quiet=True)) as doc, tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+        outputs = tmp_path / "outputs.json"
+        outputs.write_text(json.dumps(doc))
+        server, client = doc["nodes"][0], doc["nodes"][1]
+        server_ns, client_ns = lab.namespace(name, server["name"]), lab.namespace(name, client["name"])
+        # Each round: one direct run, then one bench session of host + overlay (a new
+        # session per round, so every bench figure pays the full harness path).
+        for k in range(args.runs):
+            direct.append(direct_iperf3(server_ns, client_ns, server["address"], 5801, args.streams,
+                                        args.duration, args.warmup))
+            results = tmp_path / f"r{k}"
+            session = bench_round(outputs, results, args.streams, args.duration, args.warmup, None)
+            runs = [json.loads(line) for line in (session / "runs.jsonl").read_text().splitlines()]
+            for r in runs:
+                if r["status"] != "ok":
+                    failures.append(f"{r['run_id']}: {r['reason']}")
+                    print(f"round {k + 1}: {r['run_id']} {r['status']}: {r['reason']}", flush=True)
+            got = {r["network"]: r["throughput_mbps"] for r in runs if r["status"] == "ok"}
+            host += [got["host"]] if "host" in got else []
+            overlay += [got["overlay"]] if "overlay" in got else []
+            meta = json.loads((session / "metadata.json").read_text())
+            print(f"round {k + 1}: direct {direct[-1]:.1f}, bench host {got.get('host', float('nan')):.1f}, "
+                  f"bench overlay {got.get('overlay', float('nan')):.1f} Mbit/s", flush=True)
     facts = meta["nodes"][server["name"]]
     host_mtu, overlay_mtu = facts["host_mtu_bytes"], facts["overlay_mtu_bytes"]
     bound = (overlay_mtu - TCP_IP_HEADERS_BYTES) / (host_mtu - TCP_IP_HEADERS_BYTES)

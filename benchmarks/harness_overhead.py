@@ -9,6 +9,7 @@ Run as root: `.venv/bin/python benchmarks/harness_overhead.py [--network host] [
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -20,8 +21,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-LAB = "btoh"
-SUBNET = "10.213.91.0/24"
+from tests import names  # noqa: E402  (a lab name and subnet no other run on this machine uses)
 
 
 def main() -> int:
@@ -34,33 +34,30 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=5)
     args = parser.parse_args()
 
-    from stacks.local import lab
     from common.status import Status
+    from stacks.local import lab
 
     own_lab = args.outputs is None
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         tmp_path = Path(tmp)
         if own_lab:
-            doc = lab.up(LAB, mode=args.mode, subnet=SUBNET, status=Status(quiet=True))
+            doc = stack.enter_context(lab.running(names.lab_name("btoh"), mode=args.mode, subnet=names.subnet(),
+                                                  status=Status(quiet=True)))
             outputs = tmp_path / "outputs.json"
             outputs.write_text(json.dumps(doc))
         else:
             outputs = Path(args.outputs)
-        try:
-            cmd = [sys.executable, "-m", "bench", "--outputs", str(outputs), "--results", str(tmp_path / "r"),
-                   "--networks", args.network, "--tools", args.tool, "--runs", str(args.runs),
-                   "--duration", str(args.duration), "--warmup", "0", "--quiet"]
-            start = time.monotonic()
-            proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
-            wall_s = time.monotonic() - start
-            if proc.returncode != 0:
-                print(proc.stdout, proc.stderr, file=sys.stderr)
-                return 1
-            (runs_file,) = (tmp_path / "r").glob("*/runs.jsonl")
-            runs = [json.loads(line) for line in runs_file.read_text().splitlines()]
-        finally:
-            if own_lab:
-                lab.down(LAB, status=Status(quiet=True))
+        cmd = [sys.executable, "-m", "bench", "--outputs", str(outputs), "--results", str(tmp_path / "r"),
+               "--networks", args.network, "--tools", args.tool, "--runs", str(args.runs),
+               "--duration", str(args.duration), "--warmup", "0", "--quiet"]
+        start = time.monotonic()
+        proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+        wall_s = time.monotonic() - start
+        if proc.returncode != 0:
+            print(proc.stdout, proc.stderr, file=sys.stderr)
+            return 1
+        (runs_file,) = (tmp_path / "r").glob("*/runs.jsonl")
+        runs = [json.loads(line) for line in runs_file.read_text().splitlines()]
     measured_s = sum(r["duration_s"] for r in runs if r["status"] == "ok")
     per_run = [r["wall_s"] - r["duration_s"] for r in runs if r["status"] == "ok"]
     ok = sum(r["status"] == "ok" for r in runs)

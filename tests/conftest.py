@@ -1,6 +1,7 @@
 """Shared fixtures: labs on the real machine, and the root requirement that fails loudly."""
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -26,52 +27,37 @@ def root():
 
 @pytest.fixture
 def lab_factory():
-    """Bring labs up; tear each down after the test and check it left nothing behind."""
+    """Bring labs up; each is torn down after the test and checked to leave nothing behind."""
     require_root()
-    from stacks.local import lab
     from common.status import Status
+    from stacks.local import lab
 
-    made: list[str] = []
+    with contextlib.ExitStack() as labs:
+        def make(name: str, **kwargs):
+            return labs.enter_context(lab.running(name, status=Status(quiet=True), **kwargs))
 
-    def make(name: str, **kwargs):
-        made.append(name)
-        return lab.up(name, status=Status(quiet=True), **kwargs)
-
-    yield make
-    failures = []
-    for name in made:
-        lab.down(name, status=Status(quiet=True))
-        left = lab.residue(name)
-        if left:
-            failures.append(f"{name}: {left}")
-    assert not failures, f"labs left residue: {failures}"
+        yield make
 
 
-def _module_lab(request, name: str, mode: str):
+def _module_lab(prefix: str, mode: str):
     require_root()
-    from stacks.local import lab
     from common.status import Status
+    from stacks.local import lab
 
-    doc = lab.up(name, mode=mode, status=Status(quiet=True))
-
-    def teardown():
-        lab.down(name, status=Status(quiet=True))
-        assert lab.residue(name) == {}, f"lab {name} left residue"
-
-    request.addfinalizer(teardown)
-    return doc
+    with lab.running(names.lab_name(prefix), mode=mode, subnet=names.subnet(), status=Status(quiet=True)) as doc:
+        yield doc
 
 
 @pytest.fixture(scope="module")
-def swarm_lab(request):
+def swarm_lab():
     """A 2-node swarm-mode lab shared by a test module."""
-    return _module_lab(request, names.lab_name("sw"), "swarm")
+    yield from _module_lab("sw", "swarm")
 
 
 @pytest.fixture(scope="module")
-def classic_lab(request):
+def classic_lab():
     """A 2-node classic-mode (etcd + --cluster-store) lab shared by a test module."""
-    return _module_lab(request, names.lab_name("cl"), "classic")
+    yield from _module_lab("cl", "classic")
 
 
 @pytest.fixture

@@ -13,8 +13,10 @@ import docker
 import pytest
 
 from bench import image, tools
+from tests import names
 
-NETNS = "btimg"
+# The throwaway engine's namespace: a name no other test run on this machine uses.
+NETNS = names.lab_name("bimg")
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +30,8 @@ def engine(tmp_path_factory):
     subprocess.run(["ip", "-n", NETNS, "link", "set", "lo", "up"], check=True)
     log = open(root / "dockerd.log", "wb")
     proc = subprocess.Popen(
-        # nsenter, not `ip netns exec`: the latter remounts /sys and dockerd fails (NOTES).
+        # nsenter, not `ip netns exec`: the latter remounts /sys and dockerd fails ("Devices
+        # cgroup isn't mounted").
         ["nsenter", f"--net=/var/run/netns/{NETNS}", "dockerd",
          "--data-root", str(root / "data"), "--exec-root", str(root / "exec"),
          "--pidfile", str(root / "pid"), "-H", f"unix://{sock}",

@@ -23,31 +23,25 @@ CLASSIC = (names.lab_name("btc"), names.subnet())
 SWARM = (names.lab_name("bts"), names.subnet())
 
 
-def _lab(request, name: str, subnet: str, mode: str):
+def _lab(name: str, subnet: str, mode: str):
     if os.geteuid() != 0:
         pytest.fail("needs root (network namespaces, dockerd): run `make test` as root")
-    from stacks.local import lab
     from common.status import Status
+    from stacks.local import lab
 
     spec = dict(mode=mode, subnet=subnet)
-    doc = lab.up(name, status=Status(quiet=True), **spec)
-
-    def teardown():
-        lab.down(name, status=Status(quiet=True))
-        assert lab.residue(name) == {}, f"lab {name} left residue: {lab.residue(name)}"
-
-    request.addfinalizer(teardown)
-    return doc, spec
+    with lab.running(name, status=Status(quiet=True), **spec) as doc:
+        yield doc, spec
 
 
 @pytest.fixture(scope="class")
-def classic(request):
-    return _lab(request, *CLASSIC, "classic")
+def classic():
+    yield from _lab(*CLASSIC, "classic")
 
 
 @pytest.fixture(scope="class")
-def swarm(request):
-    return _lab(request, *SWARM, "swarm")
+def swarm():
+    yield from _lab(*SWARM, "swarm")
 
 
 def write_outputs(doc: dict, tmp_path: Path) -> Path:

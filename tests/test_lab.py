@@ -83,8 +83,7 @@ def test_lab_up_overlay_down_leaves_nothing(mode):
     require_root()
     name = names.lab_name(f"u{mode[:2]}")
     before = residue.snapshot(ignore=residue.other_labs(name))
-    doc = lab.up(name, mode=mode, status=Status(quiet=True))
-    try:
+    with lab.running(name, mode=mode, status=Status(quiet=True)) as doc:
         outputs.validate(doc)
         assert doc["mode"] == mode and doc["provider"] == "local"
         assert [n["role"] for n in doc["nodes"]] == ["manager", "worker"]
@@ -112,8 +111,6 @@ def test_lab_up_overlay_down_leaves_nothing(mode):
         assert [r["dst"] for r in routes if "docker" not in r.get("dev", "") and r.get("dev") != "docker_gwbridge"] \
             == [lab.DEFAULT_SUBNET], routes
         assert "residue" not in lab_cli("status", "--name", name).stderr
-    finally:
-        lab.down(name, status=Status(quiet=True))
     assert lab.residue(name) == {}
     assert residue.added(before, residue.snapshot(ignore=residue.other_labs(name))) == {}
 

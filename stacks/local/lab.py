@@ -24,7 +24,7 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import docker
 import docker.errors
@@ -535,6 +535,22 @@ def up(name: str, nodes: int = 2, mode: str = "classic", link_rate: str | None =
         raise
     finally:
         lab.close()
+
+
+@contextlib.contextmanager
+def running(name: str, status: Status | None = None, **spec: Any) -> Iterator[dict[str, Any]]:
+    """A lab for the length of a `with` block: up(name, **spec), its outputs, then down.
+
+    Down happens whatever the block does, and what it leaves is checked: LabError names it.
+    """
+    doc = up(name, status=status, **spec)
+    try:
+        yield doc
+    finally:
+        down(name, status=status)
+        left = residue(name)
+        if left:
+            raise LabError(f"lab {name} left {left} after down")
 
 
 def _healthy(doc: dict[str, Any]) -> bool:
