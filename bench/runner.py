@@ -76,12 +76,19 @@ class Target:
 # prints READY_MARK on stderr once the port is bound (TCP: LISTEN, 0A; UDP: bound, 07). The
 # harness then polls logs, a cheap call, instead of exec'ing into the container (which
 # costs about 0.07 s a run). `read` is a shell builtin: the loop forks nothing.
+# A port bound before the server starts (someone else's, on the host network) ends it at
+# once with "Address already in use": else the loop would take that socket for the server's
+# and the client would measure against a stranger.
 READY_MARK = "overlay-bench: server listening"
+PORT_TAKEN_MARK = "overlay-bench: the port was bound before the server started: Address already in use"
 _READY_SCRIPT = (
-    'port=$1 state=$2 f1=$3 f2=$4; shift 4; "$@" & pid=$!; '
-    'while kill -0 $pid 2>/dev/null; do for f in $f1 $f2; do [ -r $f ] || continue; '
-    'while read -r sl local rem st rest; do case "$local $st" in *:$port\\ $state) '
-    f'echo "{READY_MARK}" >&2; wait $pid; exit $?;; esac; done < $f; done; done; wait $pid')
+    'port=$1 state=$2 f1=$3 f2=$4; shift 4; '
+    'bound() { for f in $f1 $f2; do [ -r $f ] || continue; while read -r sl local rem st rest; do '
+    'case "$local $st" in *:$port\\ $state) return 0;; esac; done < $f; done; return 1; }; '
+    f'if bound; then echo "{PORT_TAKEN_MARK}" >&2; exit 98; fi; '
+    '"$@" & pid=$!; '
+    f'while kill -0 $pid 2>/dev/null; do if bound; then echo "{READY_MARK}" >&2; wait $pid; exit $?; fi; done; '
+    'wait $pid')
 _SOCKET_STATE = {"tcp": "0A", "udp": "07"}  # /proc/net/{tcp,udp} st: listening, bound
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from bench import image, results_format, tools
 from bench.plan import Case
-from bench.runner import READY_MARK, server_command
+from bench.runner import PORT_TAKEN_MARK, READY_MARK, server_command
 from bench.tools.base import Tool
 
 REPO = Path(__file__).resolve().parent.parent
@@ -88,3 +88,19 @@ def test_the_server_says_when_it_listens(name, protocol):
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+
+
+@pytest.mark.parametrize("name, protocol", [(n, p) for n in tools.REGISTRY for p in results_format.PROTOCOLS])
+def test_a_port_bound_before_the_server_is_said_to_be_in_use(name, protocol):
+    """On the host network the port may be someone else's: the server must not take that
+    socket for its own, but end saying the address is in use."""
+    case = Case(name, protocol, 1, "forward", "host", "a", "b")
+    kind = socket.SOCK_STREAM if tools.get(name).listen_protocol(case) == "tcp" else socket.SOCK_DGRAM
+    with socket.socket(socket.AF_INET, kind) as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        if kind == socket.SOCK_STREAM:
+            squatter.listen()
+        port = squatter.getsockname()[1]
+        done = subprocess.run(server_command(case, "127.0.0.1", port), capture_output=True, text=True, timeout=10)
+    assert done.returncode == 98 and READY_MARK not in done.stderr, done.stderr
+    assert PORT_TAKEN_MARK in done.stderr and tools.get(name).port_in_use(done.stderr + done.stdout)
