@@ -2,23 +2,17 @@
 (tests/fixtures/tool-output/README.md says how each was made). No machine needed."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from bench.plan import Case, make_plan
 from bench.tools import ToolFailure, iperf2
+from tests.tool_output import case_of, read
 
-FIX = Path(__file__).parent / "fixtures" / "tool-output"
 TOOL = iperf2.TOOL
 
 
-def read(name: str) -> str:
-    return (FIX / name).read_text()
-
-
 def case(protocol="tcp", streams=10, direction="forward") -> Case:
-    return Case("iperf2", protocol, streams, direction, "host", "lab-node1", "lab-node2")
+    return case_of("iperf2", protocol, streams, direction, "host")
 
 
 def test_server_prints_csv_and_per_second_udp_rows():

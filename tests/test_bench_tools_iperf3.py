@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from bench.plan import Case, make_plan
 from bench.tools import ToolFailure, iperf3
+from tests.tool_output import case_of, read
 
-FIX = Path(__file__).parent / "fixtures" / "tool-output"
 TOOL = iperf3.TOOL
 
 
-def read(name: str) -> str:
-    return (FIX / name).read_text()
-
-
 def case(protocol="tcp", streams=10, direction="forward") -> Case:
-    return Case("iperf3", protocol, streams, direction, "overlay", "lab-node1", "lab-node2")
+    return case_of("iperf3", protocol, streams, direction)
 
 
 def test_server_serves_one_test_on_its_address():

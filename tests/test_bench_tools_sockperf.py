@@ -2,23 +2,17 @@
 (tests/fixtures/tool-output/README.md says how each was made). No machine needed."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from bench.plan import Case, make_plan
 from bench.tools import ToolFailure, sockperf
+from tests.tool_output import case_of, read
 
-FIX = Path(__file__).parent / "fixtures" / "tool-output"
 TOOL = sockperf.TOOL
 
 
-def read(name: str) -> str:
-    return (FIX / name).read_text()
-
-
 def case(protocol="tcp") -> Case:
-    return Case("sockperf", protocol, 1, "forward", "overlay", "lab-node1", "lab-node2")
+    return case_of("sockperf", protocol, 1)
 
 
 def test_server_and_client_command_lines():
