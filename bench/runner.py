@@ -19,8 +19,8 @@ from bench import engines, plan as bench_plan, tools
 from bench.engines import ENGINE_DOWN, LABEL_SESSION
 from bench.plan import Case, Plan, Run
 from bench.results_format import FORMAT_VERSION, METRIC_FIELDS
-from bench.tools import Measurement, ToolFailure, strip_ansi
 from bench.store import utc_now
+from bench.tools import Measurement, ToolFailure, strip_ansi
 from common.polling import poll
 
 # A server must listen within this many seconds of its start.
