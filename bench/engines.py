@@ -32,10 +32,11 @@ ENGINE_DOWN = (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                ConnectionError, socket.timeout, OSError)
 
 
-# A classic-mode engine under load now and then fails to read a global network from its
-# key-value store ("network overlay-bench not found", "failed to get network from store
-# during join": seen); a moment later the same call works. Calls that meet it are tried
-# this many times in all, this long apart.
+# A classic-mode engine under load now and then fails to read or write a global network in
+# its key-value store (seen: "network overlay-bench not found", "failed to get network from
+# store during join", "failed to update store for object type *libnetwork.endpointCnt:
+# client: etcd cluster is unavailable ... network is unreachable"); a moment later the same
+# call works. Calls that meet it are tried this many times in all, this long apart.
 STORE_TRIES = 3
 STORE_RETRY_DELAY_S = 0.5
 
@@ -99,10 +100,10 @@ def _is_timeout(exc: BaseException) -> bool:
 
 
 def store_hiccup(exc: BaseException) -> bool:
-    """An engine's failure to read a global network from its key-value store (see STORE_TRIES)."""
+    """An engine's failure to reach a global network in its key-value store (see STORE_TRIES)."""
     text = str(getattr(exc, "explanation", "") or "")
-    return isinstance(exc, docker.errors.APIError) and "network" in text and (
-        "not found" in text or "from store" in text)
+    return isinstance(exc, docker.errors.APIError) and (
+        ("network" in text and "not found" in text) or "store" in text)
 
 
 def with_store_retries(fn: Callable[[], T]) -> T:

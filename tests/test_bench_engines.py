@@ -15,6 +15,8 @@ def api_error(explanation: str) -> docker.errors.APIError:
 @pytest.mark.parametrize("explanation, hiccup", [
     ("network overlay-bench not found", True),
     ("failed to get network from store during join: key not found", True),
+    ("failed to update store for object type *libnetwork.endpointCnt: client: etcd cluster is "
+     "unavailable or misconfigured; error #0: dial tcp 10.201.107.2:2379: connect: network is unreachable", True),
     ("driver failed programming external connectivity", False),
     ("No such image: overlay-bench/tools:1", False),
 ])
