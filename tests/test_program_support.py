@@ -8,11 +8,12 @@ real values after the program has run. A program whose outputs never resolve fai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import runpy
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 from unittest import mock
 
 import pulumi
@@ -144,3 +145,19 @@ def program_error(config: dict[str, Any], stack: str = "test", **kwargs) -> tupl
         except pulumi.RunError as exc:
             return str(exc), mocks_seen[0]
     raise AssertionError(f"the program accepted config {config!r}")
+
+
+@contextlib.contextmanager
+def built_documents() -> Iterator[list[dict]]:
+    """Every outputs document made with the builder (stacks.outputs.document) meanwhile."""
+    from stacks import outputs
+
+    built: list[dict] = []
+    real = outputs.document
+
+    def record(**kwargs):
+        built.append(real(**kwargs))
+        return built[-1]
+
+    with mock.patch.object(outputs, "document", side_effect=record):
+        yield built

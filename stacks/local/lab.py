@@ -220,7 +220,6 @@ class Node:
     netns: str
     veth: str
     address: str
-    role: str
 
     def socket(self, lab: str) -> Path:
         return node_socket(lab, self.index)
@@ -237,7 +236,7 @@ class Lab:
         hosts = list(spec.network.hosts())
         self.nodes = [
             Node(i, node_hostname(spec.name, i), node_netns(spec.name, i), node_veth(spec.name, i),
-                 str(hosts[FIRST_NODE_ADDRESS_INDEX + i - 2]), "manager" if i == 1 else "worker")
+                 str(hosts[FIRST_NODE_ADDRESS_INDEX + i - 2]))
             for i in range(1, spec.nodes + 1)
         ]
         self.keystore_address = str(hosts[KEYSTORE_ADDRESS_INDEX - 1])
@@ -416,23 +415,14 @@ class Lab:
 
     # Outputs ---------------------------------------------------------------------------------
     def outputs(self) -> dict[str, Any]:
-        doc = {
-            "schema_version": outputs_schema.SCHEMA_VERSION,
-            "stack": self.name,
-            "provider": "local",
-            "mode": self.spec.mode,
-            "nodes": [
-                {"name": n.name, "role": n.role, "address": n.address,
-                 "docker_host": n.docker_host(self.name), "tls_cert_path": None, "ssh_key_path": None}
-                for n in self.nodes
-            ],
-            "keystore": ({"name": f"{self.name}-keystore", "address": self.keystore_address,
-                          "url": self.keystore_url} if self.keystore else None),
-            "overlay_network": OVERLAY_NETWORK,
-            "link_rate": self.spec.link_rate,
-            "mtu_bytes": self.spec.mtu_bytes,
-        }
-        return outputs_schema.validate(doc)
+        # The first node is the manager: swarm init ran there, the overlay was made there.
+        return outputs_schema.document(
+            stack=self.name, provider="local", mode=self.spec.mode,
+            nodes=[outputs_schema.node(n.name, n.address, n.docker_host(self.name)) for n in self.nodes],
+            keystore=(outputs_schema.keystore(f"{self.name}-keystore", self.keystore_address,
+                                              self.keystore_url) if self.keystore_url else None),
+            overlay_network=OVERLAY_NETWORK, link_rate=self.spec.link_rate,
+            mtu_bytes=self.spec.mtu_bytes)
 
     def close(self) -> None:
         for client in self.clients.values():
