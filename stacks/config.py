@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from stacks.local import lab
+from stacks.local import spec
 from stacks.outputs import MODES, PROVIDERS
 
 NAMESPACE = "overlay-bench"
@@ -198,14 +198,14 @@ def parse(raw: Mapping[str, Any], stack: str, env: Mapping[str, str] | None = No
 
     if provider == "local":
         lab_name = raw.get("labName") or default_lab_name(stack)
-        if not lab.NAME_RE.fullmatch(lab_name):  # the lab's own rules, checked before any resource
+        if not spec.NAME_RE.fullmatch(lab_name):  # the lab's own rules, checked before any resource
             raise ConfigError(f"config {NAMESPACE}:labName {lab_name!r} must be 1-8 lower-case "
                               f"letters or digits: {_fix('labName', 'lab1')}")
         link_rate = raw.get("linkRate") or None
         if link_rate is not None:
             try:
-                lab.rate_bits_per_s(link_rate)
-            except lab.LabError:
+                spec.rate_bits_per_s(link_rate)
+            except spec.LabError:
                 raise ConfigError(f"config {NAMESPACE}:linkRate {link_rate!r} is not a tc rate above "
                                   f"zero such as 1gbit or 100mbit: {_fix('linkRate', '1gbit')}") from None
         subnet = raw.get("subnet") or None
@@ -214,11 +214,11 @@ def parse(raw: Mapping[str, Any], stack: str, env: Mapping[str, str] | None = No
                 network = ipaddress.IPv4Network(subnet)
             except ValueError:
                 network = None
-            if network is None or network.num_addresses < lab.MIN_SUBNET_ADDRESSES:
+            if network is None or network.num_addresses < spec.MIN_SUBNET_ADDRESSES:
                 raise ConfigError(f"config {NAMESPACE}:subnet {subnet!r} must be an IPv4 network "
                                   f"of /26 or larger: {_fix('subnet', '10.213.0.0/24')}")
         values.update(lab_name=lab_name, link_rate=link_rate.lower() if link_rate else None,
-                      mtu_bytes=_int(raw, "mtu", 1500, lab.MTU_MIN_BYTES, lab.MTU_MAX_BYTES, "1500"), subnet=subnet)
+                      mtu_bytes=_int(raw, "mtu", 1500, spec.MTU_MIN_BYTES, spec.MTU_MAX_BYTES, "1500"), subnet=subnet)
 
     elif provider == "digitalocean":
         if not provider_token and not env.get("DIGITALOCEAN_TOKEN"):

@@ -20,7 +20,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p_up = sub.add_parser("up", help="bring a lab up (idempotent; rebuilds a broken one)")
     p_up.add_argument("--name", required=True, help="lab name, 1-8 lowercase letters or digits")
     p_up.add_argument("--nodes", type=int, default=2, help="number of engine nodes (default 2)")
-    p_up.add_argument("--mode", choices=lab.MODES, default="classic",
+    p_up.add_argument("--mode", choices=outputs.MODES, default="classic",
                       help="classic: 2015 --cluster-store on a key-value node; swarm: swarm mode")
     p_up.add_argument("--link-rate", default=None, metavar="RATE",
                       help="shape each node's link with tc, e.g. 1gbit (default: unshaped)")

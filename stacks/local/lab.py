@@ -32,62 +32,17 @@ import docker.errors
 from stacks import outputs as outputs_schema
 from stacks.local import host
 from stacks.local.progress import Status
+from stacks.local.spec import DEFAULT_SUBNET, NAME_RE, LabError, LabSpec, rate_bits_per_s
 
 RUN_ROOT = Path("/run/overlay-bench")
 DATA_ROOT = Path("/var/lib/overlay-bench")
-DEFAULT_SUBNET = "10.213.0.0/24"
 OVERLAY_NETWORK = "overlay-bench"
-NAME_RE = re.compile(r"^[a-z0-9]{1,8}$")  # fits interface names: "ob-" + name + "-kv" <= 15
-MODES = ("classic", "swarm")
-MTU_MIN_BYTES, MTU_MAX_BYTES = 1280, 9000
-MIN_SUBNET_ADDRESSES = 64  # a /26: keystore, nodes from .11, room for 50 nodes
 KEYSTORE_ADDRESS_INDEX = 2
 FIRST_NODE_ADDRESS_INDEX = 11
 ENGINE_START_TIMEOUT_S = 40.0
 DOWN_TIMEOUT_S = 10.0
 # Classic (--cluster-store) mode was removed from the engine in Docker 23.0.
 CLASSIC_MAX_ENGINE_MAJOR = 22
-
-
-class LabError(RuntimeError):
-    """Something the user can fix; the message is one line saying what to do."""
-
-
-@dataclasses.dataclass(frozen=True)
-class LabSpec:
-    name: str
-    nodes: int = 2
-    mode: str = "classic"
-    link_rate: str | None = None
-    mtu_bytes: int = 1500
-    subnet: str = DEFAULT_SUBNET
-
-    def check(self) -> None:
-        if not NAME_RE.match(self.name):
-            raise LabError(f"lab name {self.name!r} must be 1-8 lowercase letters or digits "
-                           "(it is part of interface names, which are limited to 15 characters)")
-        if self.nodes < 2:
-            raise LabError(f"--nodes {self.nodes}: a multi-host network needs at least 2 nodes")
-        if self.nodes > 50:
-            raise LabError(f"--nodes {self.nodes}: at most 50 nodes fit the lab subnet plan")
-        if self.mode not in MODES:
-            raise LabError(f"--mode {self.mode!r} is unknown: use classic or swarm")
-        if not MTU_MIN_BYTES <= self.mtu_bytes <= MTU_MAX_BYTES:
-            raise LabError(f"--mtu {self.mtu_bytes}: choose an MTU between {MTU_MIN_BYTES} and "
-                           f"{MTU_MAX_BYTES} bytes")
-        if self.link_rate is not None:
-            rate_bits_per_s(self.link_rate)
-        net = self.network
-        if net.num_addresses < MIN_SUBNET_ADDRESSES:
-            raise LabError(f"--subnet {self.subnet}: use a /26 or larger")
-
-    @property
-    def network(self) -> ipaddress.IPv4Network:
-        try:
-            return ipaddress.IPv4Network(self.subnet)
-        except ValueError as exc:
-            raise LabError(f"--subnet {self.subnet!r} is not an IPv4 network ({exc}): "
-                           "use for example 10.213.0.0/24") from None
 
 
 # --- names: the one place that says what a lab's things are called ----------------------
@@ -144,19 +99,6 @@ def namespace(name: str, node_name: str) -> str:
     if node_name == f"{name}-keystore":
         return keystore_netns(name)
     raise LabError(f"lab {name!r} has no node named {node_name!r}")
-
-
-# --- link rates --------------------------------------------------------------------------
-
-_RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9, "tbit": 10**12}
-
-
-def rate_bits_per_s(rate: str) -> int:
-    """Parse tc's rate syntax (e.g. 1gbit, 500mbit) into bit/s."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?bit)\s*", rate.lower())
-    if not match or float(match.group(1)) <= 0:
-        raise LabError(f"--link-rate {rate!r} is not a rate: use tc units such as 1gbit or 500mbit")
-    return int(float(match.group(1)) * _RATE_UNITS[match.group(2)])
 
 
 # --- preflight ---------------------------------------------------------------------------
