@@ -19,9 +19,11 @@ from typing import Any
 
 import jsonschema
 
+from stacks import providers
+
 SCHEMA_VERSION = 1
 
-PROVIDERS = ("local", "digitalocean", "virtualbox")
+PROVIDERS = providers.NAMES
 MODES = ("classic", "swarm")
 ROLES = ("manager", "worker")
 

@@ -18,6 +18,7 @@ from unittest import mock
 
 import pulumi
 import pulumi.runtime
+from pulumi.runtime import rpc
 
 PROJECT = Path(__file__).resolve().parent.parent
 PUBLIC_IPS = {"keystore": "203.0.113.2"}
@@ -57,7 +58,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif args.typ == "digitalocean:index/vpc:Vpc":
             state["urn"] = "do:vpc:1"
         elif args.typ.startswith("command:"):
-            state.update(stdout=self.command_stdout(args.name, args.inputs), stderr="")
+            stdout = self.command_stdout(args.name, args.inputs)
+            if args.typ == "command:remote:Command":
+                # pulumi-command (since 0.8.2) marks a remote command's stdout secret, as its
+                # connection (the private key) is.
+                stdout = rpc.wrap_rpc_secret(stdout)
+            state.update(stdout=stdout, stderr="")
         urn = f"urn:pulumi:test::overlay-bench::{args.typ}::{args.name}"
         self.resources.append(Declared(args.typ, args.name, dict(args.inputs), urn))
         return [f"{args.name}-id", state]
