@@ -247,10 +247,19 @@ def slow_dockerd_path(tmp_path: Path, delay_s: float) -> str:
     return f"{bin_dir}:{os.environ['PATH']}"
 
 
-def start_up(name: str, path: str, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "stacks.local", "up", "--name", name, "--mode", "swarm", *args],
+@contextlib.contextmanager
+def running_up(name: str, path: str, *args: str) -> Iterator[subprocess.Popen]:
+    """`up` of a swarm lab in the background; killed on the way out if still running (its
+    lab is left to the test to remove)."""
+    proc = subprocess.Popen([sys.executable, "-m", "stacks.local", "up", "--name", name, "--mode", "swarm", *args],
                             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(REPO), "PATH": path})
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
 
 
 def wait_for_engines_recorded(name: str, proc: subprocess.Popen, nodes: int = 2) -> None:
@@ -265,26 +274,21 @@ def wait_for_engines_recorded(name: str, proc: subprocess.Popen, nodes: int = 2)
 def test_second_up_or_down_while_up_runs_is_refused_with_its_pid(tmp_path):
     require_root()
     name = names.lab_name("two")
-    first = start_up(name, slow_dockerd_path(tmp_path, 4))
     try:
-        wait_for_engines_recorded(name, first)
-        for command in ("up", "down"):
-            line = one_error_line(lab_cli(command, "--name", name, "--mode", "swarm")
-                                  if command == "up" else lab_cli(command, "--name", name))
-            assert f"lab {name} is being changed by process {first.pid}" in line, line
-        # Readers do not wait for the writer: both answer while the first up is still running.
-        status = lab_cli("status", "--name", name)
-        assert "no lab named" in one_error_line(status)
-        left = lab_cli("residue", "--name", name)
-        assert left.returncode == 1 and "namespaces:" in left.stdout, left
-        assert first.poll() is None, "the first up ended before the readers answered: slow dockerd too fast?"
-        out, err = first.communicate(timeout=UP_TIMEOUT_S)
-        assert first.returncode == 0, err
-        assert json.loads(out)["stack"] == name
+        with running_up(name, slow_dockerd_path(tmp_path, 4)) as first:
+            wait_for_engines_recorded(name, first)
+            for second in (["up", "--name", name, "--mode", "swarm"], ["down", "--name", name]):
+                line = one_error_line(lab_cli(*second))
+                assert f"lab {name} is being changed by process {first.pid}" in line, line
+            # Readers do not wait for the writer: both answer while the first up still runs.
+            assert "no lab named" in one_error_line(lab_cli("status", "--name", name))
+            left = lab_cli("residue", "--name", name)
+            assert left.returncode == 1 and "namespaces:" in left.stdout, left
+            assert first.poll() is None, "the first up ended before the readers answered: slow dockerd too fast?"
+            out, err = first.communicate(timeout=UP_TIMEOUT_S)
+            assert first.returncode == 0, err
+            assert json.loads(out)["stack"] == name
     finally:
-        if first.poll() is None:
-            first.kill()
-            first.wait()
         lab.down(name, status=Status(quiet=True))
     assert lab.residue(name) == {}
     assert not lab.lock_path(name).exists()
@@ -295,16 +299,11 @@ def test_signal_during_up_removes_the_partial_lab(tmp_path, signum, exit_code):
     require_root()
     name = names.lab_name("sig")
     before = residue.snapshot(ignore=residue.other_labs(name))
-    proc = start_up(name, slow_dockerd_path(tmp_path, 2))
-    try:
+    with running_up(name, slow_dockerd_path(tmp_path, 2)) as proc:
         wait_for_engines_recorded(name, proc)
         assert set(lab.residue(name)) >= {"namespaces", "links", "processes", "cgroups", "directories"}
         proc.send_signal(signum)
         _out, err = proc.communicate(timeout=UP_TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == exit_code, err
     assert "Traceback" not in err, err
     assert f"interrupted by {signal.Signals(signum).name}: the partial lab was removed" in err, err
@@ -316,17 +315,14 @@ def test_signal_during_up_removes_the_partial_lab(tmp_path, signum, exit_code):
 def test_signal_during_up_with_retain_keeps_the_partial_lab(tmp_path):
     require_root()
     name = names.lab_name("ret")
-    proc = start_up(name, slow_dockerd_path(tmp_path, 2), "--retain")
     try:
-        wait_for_engines_recorded(name, proc)
-        proc.send_signal(signal.SIGTERM)
-        _out, err = proc.communicate(timeout=UP_TIMEOUT_S)
+        with running_up(name, slow_dockerd_path(tmp_path, 2), "--retain") as proc:
+            wait_for_engines_recorded(name, proc)
+            proc.send_signal(signal.SIGTERM)
+            _out, err = proc.communicate(timeout=UP_TIMEOUT_S)
         assert proc.returncode == 143 and "the partial lab was kept (--retain)" in err, err
         assert set(lab.residue(name)) >= {"namespaces", "links", "directories"}
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         lab.down(name, status=Status(quiet=True))
     assert lab.residue(name) == {}
 
@@ -334,15 +330,9 @@ def test_signal_during_up_with_retain_keeps_the_partial_lab(tmp_path):
 def test_marked_leftovers_of_a_killed_up_are_found_and_cleaned_by_the_next_up(tmp_path, lab_factory):
     """SIGKILL gives `up` no chance to clean: what it made is found again by its marks."""
     name = names.lab_name("kil")
-    proc = start_up(name, slow_dockerd_path(tmp_path, 30))
-    try:
+    with running_up(name, slow_dockerd_path(tmp_path, 30)) as proc:
         wait_for_engines_recorded(name, proc)
         proc.kill()
-        proc.wait()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     left = lab.residue(name)
     assert set(left) >= {"namespaces", "links", "firewall_rules", "processes", "cgroups", "directories"}, left
     assert len(left["processes"]) >= 2, "the engines (still in their `sleep`) are the lab's"
