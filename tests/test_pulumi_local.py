@@ -92,18 +92,15 @@ class Project:
 
 
 def lab_processes(name: str) -> set[tuple[int, int]]:
-    """(pid, start time) of lab `name`'s processes (engines, key-value store), found by its
-    run and data directories; the start time tells a surviving process from a reused pid."""
+    """(pid, start time) of lab `name`'s processes (engines, key-value store, as the lab
+    knows them); the start time tells a surviving process from a reused pid."""
     from stacks.local import host, lab
 
     found = set()
-    for marker in (str(lab.run_dir(name)) + "/", str(lab.data_dir(name)) + "/"):
-        for pid in host.pids_matching(marker):
-            try:
-                stat = Path(f"/proc/{pid}/stat").read_text()
-            except OSError:
-                continue
-            found.add((int(pid), int(stat.rsplit(")", 1)[1].split()[19])))
+    for pid in lab.residue(name).get("processes", []):
+        started = host.start_time(pid)
+        if started is not None:
+            found.add((pid, started))
     return found
 
 

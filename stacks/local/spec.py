@@ -16,10 +16,12 @@ from typing import Any
 from stacks.outputs import MODES
 
 DEFAULT_SUBNET = "10.213.0.0/24"
-NAME_RE = re.compile(r"^[a-z0-9]{1,8}$")  # fits interface names: "ob-" + name + "-kv" <= 15
+NAME_RE = re.compile(r"[a-z0-9]{1,8}")  # fits interface names: "ob-" + name + "-kv" <= 15; fullmatch it
 MIN_NODES, MAX_NODES = 2, 50
 MTU_MIN_BYTES, MTU_MAX_BYTES = 1280, 9000
 MIN_SUBNET_ADDRESSES = 64  # a /26: keystore, nodes from .11, room for 50 nodes
+# tc shapes nothing slower in practice; a typo such as `999bit` for `999mbit` is caught here.
+MIN_LINK_RATE_BITS_PER_S = 1000
 
 # field of LabSpec -> the option of `python -m stacks.local up` that sets it
 FLAGS = {"name": "--name", "nodes": "--nodes", "mode": "--mode", "link_rate": "--link-rate",
@@ -49,7 +51,7 @@ class LabSpec:
 
     def check(self) -> None:
         """Raise SpecError for the first field out of the lab's limits."""
-        if not NAME_RE.match(self.name):
+        if not NAME_RE.fullmatch(self.name):
             raise SpecError("name", self.name, "use 1-8 lowercase letters or digits (it is part "
                             "of interface names, which are limited to 15 characters)")
         if self.nodes < MIN_NODES:
@@ -86,4 +88,8 @@ def rate_bits_per_s(rate: str) -> int:
     if not match or float(match.group(1)) <= 0:
         raise SpecError("link_rate", rate, "not a rate above zero: use tc units such as 1gbit "
                         "or 500mbit")
-    return int(float(match.group(1)) * _RATE_UNITS[match.group(2)])
+    bits_per_s = int(float(match.group(1)) * _RATE_UNITS[match.group(2)])
+    if bits_per_s < MIN_LINK_RATE_BITS_PER_S:
+        raise SpecError("link_rate", rate, "below 1kbit, the slowest rate the lab shapes: use "
+                        "for example 1mbit or 1gbit")
+    return bits_per_s
