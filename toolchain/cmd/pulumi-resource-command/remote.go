@@ -565,15 +565,21 @@ func (p *commandProvider) runRemote(ctx context.Context, urn string, key resourc
 		if ctx.Err() != nil {
 			err = fmt.Errorf("cancelled: %w", ctx.Err())
 		}
-		shown := strconv.Quote(command)
-		if in[key].ContainsSecrets() {
-			shown = "the " + string(key) + " command (a secret)"
-		}
-		return fmt.Errorf("%w: running %s on %s:\n%s", err, shown, conn.endpoint(), both.buf.String())
+		return fmt.Errorf("%w: running %s on %s:\n%s", err, describeCommand(in, key), conn.endpoint(),
+			both.buf.String())
 	}
 	out["stdout"] = resource.NewStringProperty(strings.TrimSuffix(stdout.String(), "\n"))
 	out["stderr"] = resource.NewStringProperty(strings.TrimSuffix(stderr.String(), "\n"))
 	return nil
+}
+
+// describeCommand names command input `key` in an error: quoted, unless it is a secret.
+func describeCommand(in resource.PropertyMap, key resource.PropertyKey) string {
+	if in[key].ContainsSecrets() {
+		return "the " + string(key) + " command (a secret)"
+	}
+	command, _ := str(in, key)
+	return strconv.Quote(command)
 }
 
 func setenvAdvice(name string) string {

@@ -292,3 +292,16 @@ func TestLineLoggerSendsWholeLines(t *testing.T) {
 		t.Fatalf("lines %q", lines)
 	}
 }
+
+func TestAnErrorQuotesACommandUnlessItIsASecret(t *testing.T) {
+	in := resource.PropertyMap{
+		"create": resource.NewStringProperty("docker swarm leave"),
+		"delete": resource.MakeSecret(resource.NewStringProperty("echo s3cr3t | docker login --password-stdin")),
+	}
+	if got := describeCommand(in, "create"); got != `"docker swarm leave"` {
+		t.Errorf("create: %s", got)
+	}
+	if got := describeCommand(in, "delete"); strings.Contains(got, "s3cr3t") || !strings.Contains(got, "secret") {
+		t.Errorf("delete: %s", got)
+	}
+}
