@@ -26,7 +26,11 @@ import pytest
 from tests.conftest import REPO, require_root
 from tests.test_pulumi_local import COMMAND_TIMEOUT_S, pulumi_env, versions
 
-pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+def real_pulumi(test):
+    """Needs root (its own sshd) and runs the real engine."""
+    return pytest.mark.root(pytest.mark.slow(test))
+
 
 SSHD = "/usr/sbin/sshd"
 # Every error case uses a small dial limit: with 1.2.1's default of 10, a failure takes 11
@@ -129,9 +133,11 @@ LogLevel VERBOSE
         return sum(1 for line in self.log_text().splitlines()
                    if "Failed publickey" in line and self.fingerprints[key] in line)
 
-    def stop(self) -> None:
+    def stop(self) -> list[int]:
+        """Stops the listener and any connection it still serves; returns their pids."""
         # Per-connection servers are children of the listener (each in a session of its own).
-        for pid in children(self.proc.pid):
+        pids = children(self.proc.pid)
+        for pid in pids:
             os.kill(pid, signal.SIGTERM)
         self.proc.terminate()
         try:
@@ -139,6 +145,7 @@ LogLevel VERBOSE
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+        return [self.proc.pid, *pids]
 
 
 class Agent:
@@ -217,8 +224,12 @@ def sshd(tmp_path_factory):
     require_root()
     server = Sshd(tmp_path_factory.mktemp("sshd"))
     yield server
-    server.stop()
-    left = [pid for pid in [server.proc.pid, *children(server.proc.pid)] if alive(pid)]
+    stopped = server.stop()
+    shutil.rmtree(server.dir)  # its keys
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in stopped) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in stopped if alive(pid)]
     assert not left, f"sshd processes left: {left}"
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", server.port), timeout=1).close()
@@ -336,6 +347,7 @@ def lifecycle(tmp_path_factory, pulumi_home, sshd):
     proj.run("destroy", "--yes", check=False)
 
 
+@real_pulumi
 def test_create_runs_with_environment_and_stdin_and_keeps_secrets(lifecycle, sshd):
     proj, remote_dir = lifecycle, lifecycle.remote_dir
     up = proj.up()
@@ -357,6 +369,7 @@ def test_create_runs_with_environment_and_stdin_and_keeps_secrets(lifecycle, ssh
     proj.assert_never_shown(proj.token, proj.token.upper(), private_key)
 
 
+@real_pulumi
 def test_a_change_runs_update_or_else_create_and_changes_nothing_else(lifecycle):
     proj, remote_dir = lifecycle, lifecycle.remote_dir
     proj.run("config", "set", "version", "v2")
@@ -369,6 +382,7 @@ def test_a_change_runs_update_or_else_create_and_changes_nothing_else(lifecycle)
     assert proj.run("up", "--yes", "--expect-no-changes").returncode == 0
 
 
+@real_pulumi
 def test_a_trigger_change_creates_the_new_then_deletes_the_old(lifecycle):
     proj, remote_dir = lifecycle, lifecycle.remote_dir
     proj.run("config", "set", "trigger", "b")
@@ -379,6 +393,7 @@ def test_a_trigger_change_creates_the_new_then_deletes_the_old(lifecycle):
     assert (remote_dir / "again.log").read_text() == "run-v1\nrun-v2\n", "a replacement ran another resource"
 
 
+@real_pulumi
 def test_destroy_runs_the_delete_commands_in_the_state(lifecycle, sshd):
     proj, remote_dir = lifecycle, lifecycle.remote_dir
     proj.run("destroy", "--yes")
@@ -401,6 +416,7 @@ pulumi.export("checked", checked.stdout)
 '''
 
 
+@real_pulumi
 def test_a_passphrase_key_an_agent_and_a_checked_host_key_connect(tmp_path, pulumi_home, sshd):
     agent = Agent(tmp_path, sshd.keys["agent"])
     try:
@@ -439,6 +455,7 @@ remote.Command("fails", create="echo oops-on-stderr >&2; exit 3", connection=con
 '''
 
 
+@real_pulumi
 def test_every_failure_is_one_clear_error_within_the_dial_limit(tmp_path, pulumi_home, sshd):
     listener = CountingListener()
     try:
@@ -466,6 +483,7 @@ def test_every_failure_is_one_clear_error_within_the_dial_limit(tmp_path, pulumi
     proj.run("destroy", "--yes")
 
 
+@pytest.mark.slow
 def test_go_unit_tests_and_vet_of_the_provider():
     """The provider's pure parts (connection settings, dial accounting): `go vet`, `go test`."""
     go = shutil.which("go") or shutil.which("go", path="/usr/local/go/bin")
