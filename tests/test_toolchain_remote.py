@@ -483,6 +483,30 @@ def test_every_failure_is_one_clear_error_within_the_dial_limit(tmp_path, pulumi
     proj.run("destroy", "--yes")
 
 
+GONE = f'''
+remote.Command("gone", create="true", delete="true",
+               connection=connection("plain", dial_error_limit={FAST_FAIL_DIAL_LIMIT}))
+'''
+
+
+@real_pulumi
+def test_delete_on_a_host_that_is_gone_fails_after_the_dial_limit(tmp_path, pulumi_home):
+    """Delete runs on the connection in the state; when that host no longer answers,
+    destroy fails (the resource stays in the state) until it is deleted from the state."""
+    (tmp_path / "sshd").mkdir()
+    server = Sshd(tmp_path / "sshd")
+    try:
+        proj = RemoteProject(tmp_path, "gone", GONE, pulumi_home, server)
+        proj.up()
+    finally:
+        server.stop()
+    failed = proj.run("destroy", "--yes", check=False)
+    assert failed.returncode != 0 and "connection refused" in failed.stdout + failed.stderr, failed.stdout
+    assert list(proj.resources()) == ["gone"]
+    urn = proj.resources()["gone"]["urn"]
+    proj.run("state", "delete", urn, "--yes")
+    assert proj.resources() == {}
+
 @pytest.mark.slow
 def test_go_unit_tests_and_vet_of_the_provider():
     """The provider's pure parts (connection settings, dial accounting): `go vet`, `go test`."""
