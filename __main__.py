@@ -1,27 +1,19 @@
 """overlay-bench's Pulumi program: read the configuration, declare the configured
-provider's cluster (stacks/<provider>), export the outputs document (stacks/outputs.py).
+provider's cluster (the registry in stacks/providers.py), export the outputs document
+(stacks/outputs.py) key by key.
 
 `pulumi stack output --json` then prints the document `python -m bench` reads.
 """
-import importlib
-
 import pulumi
 
-from stacks import config, outputs
-
-# provider -> module with `declare(cfg) -> outputs document`
-PROVIDER_MODULES = {
-    "local": "stacks.local.stack",
-    "digitalocean": "stacks.digitalocean",
-    "virtualbox": "stacks.virtualbox",
-}
+from stacks import config, outputs, providers
 
 try:
     cfg = config.load()
-    document = importlib.import_module(PROVIDER_MODULES[cfg.provider]).declare(cfg)
+    document = providers.get(cfg.common.provider).declare(cfg.common, cfg.settings)
 except config.StackError as exc:
     # RunError: Pulumi prints the one-line message without a traceback.
     raise pulumi.RunError(str(exc)) from None
 
 for key in outputs.KEYS:
-    pulumi.export(key, document[key])
+    pulumi.export(key, document.apply(lambda doc, key=key: doc[key]))

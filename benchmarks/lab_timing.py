@@ -27,9 +27,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    name = "bltime"
-    subprocess.run([sys.executable, "-m", "stacks.local", "down", "--name", name], cwd=REPO,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sys.path.insert(0, str(REPO))
+    from tests import names
+
+    name = names.lab_name("time")  # unique: other labs may run on this machine
     print(f"| mode | nodes | up (median of {args.repeats}) | down (median of {args.repeats}) |")
     print("|---|---|---|---|")
     for mode in ("swarm", "classic"):

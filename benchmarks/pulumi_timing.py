@@ -19,13 +19,18 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-LAB_NAME = "ptime"
-SUBNET = "10.219.0.0/24"
+sys.path.insert(0, str(REPO))
+
+from tests import names  # noqa: E402  (a lab name and subnet no other run on this machine uses)
+
+LAB_NAME = names.lab_name("ptim")
+SUBNET = names.subnet()
 
 
 def pulumi_env(extra: dict[str, str]) -> dict[str, str]:

@@ -31,7 +31,7 @@ cleanup() {
   if [ "$finished" != 1 ]; then
     say "demo failed (exit $status): destroying the lab"
     pulumi destroy --yes --skip-preview --stack "$STACK" --config-file "$current" >&2 \
-      || $PY -m stacks.local down --name "$($PY -c "from stacks.config import default_lab_name as d; print(d('$STACK'))")" >&2 || true
+      || $PY -m stacks.local down --name "$($PY -c "from stacks.local.stack import default_lab_name as d; print(d('$STACK'))")" >&2 || true
     say "partial results (every completed run is on disk): $RESULTS"
   fi
   rm -rf "$tmp" "$current"

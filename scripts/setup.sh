@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One set-up for every entry point (make demo, make test, .ci/run): installs what is
 # missing and nothing else, so a second run on the same machine takes seconds.
-#   1. Debian packages: the engine, the key-value store, the measuring tools, iptables.
+#   1. Debian packages: the engine, the key-value store, the measuring tools, iptables,
+#      the SSH server (run by the lab and the tests themselves, never as a system service).
 #   2. A Python virtualenv in .venv with requirements.txt.
 #   3. The Pulumi toolchain (CLI, Python language host, command provider): scripts/setup-pulumi.sh.
 set -euo pipefail
@@ -20,7 +21,7 @@ PY=${PYTHON:-python3}
 # so the system python3 reads them before .venv exists).
 tool_packages=$("$PY" -m bench.tools apt-packages)
 APT_PACKAGES="docker.io:dockerd etcd-server:etcd $tool_packages
-iptables:iptables iproute2:ip util-linux:nsenter kmod:modprobe python3-venv:-"
+iptables:iptables iproute2:ip util-linux:nsenter kmod:modprobe python3-venv:- openssh-server:sshd"
 missing=()
 for pair in $APT_PACKAGES; do
   pkg=${pair%%:*} cmd=${pair##*:}
@@ -34,11 +35,26 @@ if [ ${#missing[@]} -gt 0 ]; then
   say "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
+  # No package starts a service while it is installed: the lab runs its own dockerd and
+  # sshd in namespaces (a system dockerd would set FORWARD to DROP, a system sshd would
+  # listen on every address). policy-rc.d exiting 101 is Debian's switch for that
+  # (invoke-rc.d and deb-systemd-invoke obey it); one that is already there is kept.
+  policy=/usr/sbin/policy-rc.d made_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# overlay-bench set-up: no service starts during its apt-get install\nexit 101\n' > "$policy"
+    chmod 0755 "$policy"
+    made_policy=1
+    trap 'rm -f "$policy"' EXIT
+  fi
   # --no-install-recommends: docker.io recommends git, cgroupfs-mount, ... which we do not need.
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [ -n "$made_policy" ]; then rm -f "$policy"; trap - EXIT; fi
+  # openssh-server enables the system SSH service for the next boot; when we are the ones
+  # installing it, nobody relies on that service: Debian's switch keeps it off for good.
+  if [[ " ${missing[*]} " == *" openssh-server "* ]]; then
+    touch /etc/ssh/sshd_not_to_be_run
+  fi
 fi
-# docker.io's postinst may start a root-namespace dockerd where systemd runs: the lab
-# never uses it, and it would set FORWARD to DROP (see stacks/local).
 
 if [ ! -x .venv/bin/python ]; then
   say "creating .venv"

@@ -1,37 +1,32 @@
 """The Pulumi program's configuration: read once, validated before any resource exists.
 
 Every key lives in the `overlay-bench` namespace (`pulumi config set KEY VALUE` inside the
-project), except the DigitalOcean token, which is the provider's own `digitalocean:token`.
-`parse()` is pure (raw strings in, a frozen StackConfig out) so that each error is unit
-tested; `load()` feeds it from Pulumi. Every error is a ConfigError whose one-line
-message names the key and the `pulumi config set` that fixes it.
+project), except a provider's own settings such as `digitalocean:token`. This module
+parses the keys every provider shares (provider, mode, nodes, overlayNetwork) into
+`Common`, then hands the rest to the chosen provider's `parse` (stacks/providers.py), which
+returns that provider's settings alone. `parse()` is pure (raw values in, a frozen
+StackConfig out) so that each error is unit tested; `load()` feeds it from Pulumi. Every
+error is a ConfigError whose one-line message names the key and the `pulumi config set`
+that fixes it; the helpers below word them the same way for every provider.
 """
 from __future__ import annotations
 
-import ipaddress
+import dataclasses
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
 
-from stacks.local import lab
-from stacks.outputs import MODES, PROVIDERS
+from stacks import providers
+from stacks.outputs import MODES
 
 NAMESPACE = "overlay-bench"
 
-# DigitalOcean droplet names are hostnames; the prefix gets "-keystore" / "-node9" appended.
+# Names that DigitalOcean droplets and docker-machine machines take: hostnames, to which
+# "-keystore" / "-node9" is appended.
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
-
-# Pinned KV store image for classic mode: the 2015 post ran progrium/consul (retired); this
-# is the current official image, in the 1.x line whose KV HTTP API libkv speaks.
-DEFAULT_CONSUL_IMAGE = "hashicorp/consul:1.22.7"
-# Ports the benchmark's host-network servers listen on: iperf 2 (5001), iperf3 (5201),
-# sockperf (11111). Overlay traffic itself travels as VXLAN (udp 4789).
-DEFAULT_BENCHMARK_PORTS = (5001, 5201, 11111)
-# The same name the local lab gives its overlay network.
-DEFAULT_OVERLAY_NETWORK = "overlay-bench"
+DOCKER_NETWORK_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
 
 
 class StackError(Exception):
@@ -42,98 +37,130 @@ class ConfigError(StackError):
     """A configuration value that is missing or wrong."""
 
 
-@dataclass(frozen=True)
-class StackConfig:
+@dataclasses.dataclass(frozen=True)
+class Key:
+    """A configuration key as the user sees it: what README.md's table shows of it."""
+
+    name: str
+    # The value used when the key is not set (None: unset, or derived; see `shown`).
+    default: Any
+    meaning: str
+    # The default column in the README when the value alone does not say it.
+    shown: str = ""
+    namespace: str = NAMESPACE
+
+    @property
+    def qualified_name(self) -> str:
+        return self.name if self.namespace == NAMESPACE else f"{self.namespace}:{self.name}"
+
+    @property
+    def default_text(self) -> str:
+        return self.shown or f"`{self.default}`"
+
+    def get(self, raw: Mapping[str, Any]) -> Any:
+        return raw.get(self.name, self.default)
+
+
+def _one_of(names: tuple[str, ...]) -> str:
+    quoted = [f"`{name}`" for name in names]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+# Keys every provider takes.
+PROVIDER = Key("provider", "local", _one_of(providers.NAMES))
+MODE = Key("mode", "classic", "`classic`: engines with `--cluster-store` on a key-value node "
+           "(2015); `swarm`: swarm mode")
+NODES = Key("nodes", 2, "Docker nodes, 2 to 50; the first is the manager (swarm manager / "
+            "classic Swarm master)")
+COMMON_KEYS = (PROVIDER, MODE, NODES)
+
+# Keys several providers take: a provider that takes one lists it in its KEYS.
+OVERLAY_NETWORK = Key("overlayNetwork", "overlay-bench",
+                      "name of the overlay network the stack creates (the lab always uses "
+                      "`overlay-bench`)")
+# Pinned KV store image for classic mode: the 2015 post ran progrium/consul (retired); this
+# is the current official image, in the 1.x line whose KV HTTP API libkv speaks.
+CONSUL_IMAGE = Key("consulImage", "hashicorp/consul:1.22.7",
+                   "Consul image of the key-value node (classic mode)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Common:
+    """The settings every provider gets."""
+
     stack: str
     provider: str = "local"
     mode: str = "classic"
     nodes: int = 2
-    overlay_network: str = DEFAULT_OVERLAY_NETWORK
-    # local
-    lab_name: str = ""
-    link_rate: Optional[str] = None
-    mtu_bytes: int = 1500
-    subnet: Optional[str] = None
-    # digitalocean
-    region: str = "ams3"
-    size: str = "s-1vcpu-1gb"
-    image: str = "debian-12-x64"
-    consul_image: str = DEFAULT_CONSUL_IMAGE
-    name_prefix: str = ""
-    ssh_public_key_path: str = ""
-    ssh_public_key: str = ""
-    ssh_private_key_path: str = ""
-    ssh_allowed_cidrs: tuple[str, ...] = ()
-    benchmark_ports: tuple[int, ...] = DEFAULT_BENCHMARK_PORTS
-    # virtualbox
-    machine_prefix: str = ""
-    virtualbox_memory_mb: int = 1024
-    virtualbox_cpus: int = 1
-    boot2docker_url: Optional[str] = None
-    hostonly_cidr: Optional[str] = None
+    # The lab's network name when the provider does not take overlayNetwork.
+    overlay_network: str = OVERLAY_NETWORK.default
 
 
-# key -> the providers it applies to. The table is the list of keys a user may set;
-# anything else in the namespace is a typo and is refused. Defaults: README.md (The Pulumi program).
-KEYS: dict[str, tuple[str, ...]] = {
-    "provider": PROVIDERS,
-    "mode": PROVIDERS,
-    "nodes": PROVIDERS,
-    "overlayNetwork": ("digitalocean", "virtualbox"),
-    "labName": ("local",),
-    "linkRate": ("local",),
-    "mtu": ("local",),
-    "subnet": ("local",),
-    "region": ("digitalocean",),
-    "size": ("digitalocean",),
-    "image": ("digitalocean",),
-    "consulImage": ("digitalocean", "virtualbox"),
-    "namePrefix": ("digitalocean",),
-    "sshPublicKeyPath": ("digitalocean",),
-    "sshPrivateKeyPath": ("digitalocean",),
-    "sshAllowedCidrs": ("digitalocean",),
-    "benchmarkPorts": ("digitalocean",),
-    "machinePrefix": ("virtualbox",),
-    "virtualboxMemoryMb": ("virtualbox",),
-    "virtualboxCpus": ("virtualbox",),
-    "boot2dockerUrl": ("virtualbox",),
-    "virtualboxHostonlyCidr": ("virtualbox",),
-}
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """What a provider's parse may look at besides its keys."""
+
+    # The environment (os.environ), e.g. DIGITALOCEAN_TOKEN.
+    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Every configuration key that is set, in any namespace (`digitalocean:token`): names
+    # only, never a value.
+    config_keys: frozenset[str] = frozenset()
 
 
-def _fix(key: str, example: str) -> str:
+@dataclasses.dataclass(frozen=True)
+class StackConfig:
+    common: Common
+    # The chosen provider's settings dataclass (its module's parse()).
+    settings: Any
+
+
+# --- helpers: one wording for every provider's errors -------------------------------------
+
+def fix(key: str, example: str) -> str:
     return f"set it with `pulumi config set {key} {example}`"
 
 
-def _int(raw: Mapping[str, str], key: str, default: int, lo: int, hi: int, example: str,
-         too_small: str = "") -> int:
-    value = raw.get(key)
-    if value is None:
-        return default
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"config {NAMESPACE}:{key} is {value!r}, not a whole number: "
-                          f"{_fix(key, example)}") from None
+def list_fix(key: str, example: str) -> str:
+    return f"set it with `pulumi config set --path '{key}[0]' {example}`"
+
+
+def integer(raw: Mapping[str, Any], key: Key, lo: int, hi: int, example: str = "",
+            too_small: str = "") -> int:
+    """A whole number from lo to hi; `too_small` says why below lo matters."""
+    example = example or str(key.default)
+    number = whole_number(raw, key, example)
     if number < lo and too_small:
-        raise ConfigError(f"config {NAMESPACE}:{key} is {number}: {too_small}: {_fix(key, example)}")
+        raise ConfigError(f"config {NAMESPACE}:{key.name} is {number}: {too_small}: "
+                          f"{fix(key.name, example)}")
     if not lo <= number <= hi:
-        raise ConfigError(f"config {NAMESPACE}:{key} is {number}, outside {lo}..{hi}: "
-                          f"{_fix(key, example)}")
+        raise ConfigError(f"config {NAMESPACE}:{key.name} is {number}, outside {lo}..{hi}: "
+                          f"{fix(key.name, example)}")
     return number
 
 
-def _choice(raw: Mapping[str, str], key: str, default: str, choices: tuple[str, ...]) -> str:
-    value = raw.get(key, default)
+def whole_number(raw: Mapping[str, Any], key: Key, example: str = "") -> int:
+    """A whole number, any size (the provider checks its range); the default when unset."""
+    value = raw.get(key.name)
+    if value is None:
+        return key.default
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise ConfigError(f"config {NAMESPACE}:{key.name} is {value!r}, not a whole number: "
+                          f"{fix(key.name, example or str(key.default))}") from None
+
+
+def choice(raw: Mapping[str, Any], key: Key, choices: tuple[str, ...]) -> str:
+    value = key.get(raw)
     if value not in choices:
-        raise ConfigError(f"config {NAMESPACE}:{key} is {value!r}; it must be one of "
-                          f"{', '.join(choices)}: {_fix(key, choices[0])}")
+        raise ConfigError(f"config {NAMESPACE}:{key.name} is {value!r}; it must be one of "
+                          f"{', '.join(choices)}: {fix(key.name, choices[0])}")
     return value
 
 
-def _list(raw: Mapping[str, str], key: str) -> Optional[list[str]]:
+def listing(raw: Mapping[str, Any], key: Key) -> Optional[list[str]]:
     """A list set with `--path 'key[0]' v` (JSON text) or as one comma-separated value."""
-    value = raw.get(key)
+    value = raw.get(key.name)
     if value is None:
         return None
     if isinstance(value, list):
@@ -143,160 +170,64 @@ def _list(raw: Mapping[str, str], key: str) -> Optional[list[str]]:
         try:
             items = json.loads(text)
         except json.JSONDecodeError:
-            raise ConfigError(f"config {NAMESPACE}:{key} is not a valid list ({text!r}): set it "
-                              f"with `pulumi config set --path '{key}[0]' VALUE`") from None
+            raise ConfigError(f"config {NAMESPACE}:{key.name} is not a valid list ({text!r}): "
+                              f"{list_fix(key.name, 'VALUE')}") from None
         return [str(v).strip() for v in items]
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def default_lab_name(stack: str) -> str:
-    """Lab names are [a-z0-9]{1,8}; derive one from the stack name (`local` -> `local`)."""
-    name = re.sub(r"[^a-z0-9]", "", stack.lower())[:8]
-    return name or "lab"
+def name_prefix(raw: Mapping[str, Any], key: Key, stack: str, what: str, example: str) -> str:
+    """A name prefix (`ob-STACK` by default) that fits hostnames once suffixed."""
+    prefix = raw.get(key.name) or default_prefix(stack)
+    if not PREFIX_RE.fullmatch(prefix):
+        raise ConfigError(f"config {NAMESPACE}:{key.name} {prefix!r} must be a lower-case "
+                          f"{what} start (a-z, 0-9, -; at most 31): {fix(key.name, example)}")
+    return prefix
 
 
-def _default_prefix(stack: str) -> str:
+def default_prefix(stack: str) -> str:
     return "ob-" + (re.sub(r"[^a-z0-9-]", "-", stack.lower()).strip("-")[:20] or "stack")
 
 
-def _key_file(path_text: str, key: str, what: str) -> Path:
+def key_file(path_text: str, key: Key, what: str) -> Path:
+    """An existing key file; the error says how to make one."""
     path = Path(path_text).expanduser()
     if not path.is_file():
-        raise ConfigError(
-            f"config {NAMESPACE}:{key}: {what} {str(path)!r} does not exist: create one with "
-            f"`ssh-keygen -t ed25519` or {_fix(key, '~/.ssh/YOUR_KEY' + ('.pub' if what.startswith('public') else ''))}")
+        example = "~/.ssh/YOUR_KEY" + (".pub" if what.startswith("public") else "")
+        raise ConfigError(f"config {NAMESPACE}:{key.name}: {what} {str(path)!r} does not exist: "
+                          f"create one with `ssh-keygen -t ed25519` or {fix(key.name, example)}")
     return path
 
 
+# --- parsing ---------------------------------------------------------------------------------
+
 def parse(raw: Mapping[str, Any], stack: str, env: Mapping[str, str] | None = None,
-          provider_token: bool = False) -> StackConfig:
+          config_keys: frozenset[str] = frozenset()) -> StackConfig:
     """Validate the raw `overlay-bench:*` values (keys without namespace) of one stack.
 
-    `provider_token` is whether `digitalocean:token` is set (its value is never read here);
-    `env` stands for os.environ (DIGITALOCEAN_TOKEN).
+    `env` stands for os.environ; `config_keys` are the names of every configuration key set
+    on the stack, in any namespace (values are never read here).
     """
-    env = os.environ if env is None else env
-    unknown = sorted(set(raw) - set(KEYS))
+    table = providers.key_table()
+    unknown = sorted(set(raw) - set(table))
     if unknown:
-        raise ConfigError(f"unknown config key {NAMESPACE}:{unknown[0]} (known: {', '.join(KEYS)}): "
+        raise ConfigError(f"unknown config key {NAMESPACE}:{unknown[0]} (known: {', '.join(table)}): "
                           f"remove it with `pulumi config rm {unknown[0]}`")
-    provider = _choice(raw, "provider", "local", PROVIDERS)
-    ignored = [k for k in raw if provider not in KEYS[k]]
-    if ignored:
-        raise ConfigError(f"config {NAMESPACE}:{ignored[0]} does not apply to provider {provider} "
-                          f"(it is for {', '.join(KEYS[ignored[0]])}): remove it with "
-                          f"`pulumi config rm {ignored[0]}`")
-    mode = _choice(raw, "mode", "classic", MODES)
-    nodes = _int(raw, "nodes", 2, 2, 50, "2", too_small="a multi-host network needs at least 2 nodes")
-    values: dict[str, Any] = dict(stack=stack, provider=provider, mode=mode, nodes=nodes)
-
-    network = raw.get("overlayNetwork", DEFAULT_OVERLAY_NETWORK)
-    if not re.fullmatch(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}", network):
-        raise ConfigError(f"config {NAMESPACE}:overlayNetwork {network!r} is not a Docker network "
-                          f"name: {_fix('overlayNetwork', DEFAULT_OVERLAY_NETWORK)}")
-    values["overlay_network"] = network
-
-    if provider == "local":
-        lab_name = raw.get("labName") or default_lab_name(stack)
-        if not lab.NAME_RE.fullmatch(lab_name):  # the lab's own rules, checked before any resource
-            raise ConfigError(f"config {NAMESPACE}:labName {lab_name!r} must be 1-8 lower-case "
-                              f"letters or digits: {_fix('labName', 'lab1')}")
-        link_rate = raw.get("linkRate") or None
-        if link_rate is not None:
-            try:
-                lab.rate_bits_per_s(link_rate)
-            except lab.LabError:
-                raise ConfigError(f"config {NAMESPACE}:linkRate {link_rate!r} is not a tc rate above "
-                                  f"zero such as 1gbit or 100mbit: {_fix('linkRate', '1gbit')}") from None
-        subnet = raw.get("subnet") or None
-        if subnet is not None:
-            try:
-                network = ipaddress.IPv4Network(subnet)
-            except ValueError:
-                network = None
-            if network is None or network.num_addresses < lab.MIN_SUBNET_ADDRESSES:
-                raise ConfigError(f"config {NAMESPACE}:subnet {subnet!r} must be an IPv4 network "
-                                  f"of /26 or larger: {_fix('subnet', '10.213.0.0/24')}")
-        values.update(lab_name=lab_name, link_rate=link_rate.lower() if link_rate else None,
-                      mtu_bytes=_int(raw, "mtu", 1500, lab.MTU_MIN_BYTES, lab.MTU_MAX_BYTES, "1500"), subnet=subnet)
-
-    elif provider == "digitalocean":
-        if not provider_token and not env.get("DIGITALOCEAN_TOKEN"):
-            raise ConfigError("no DigitalOcean API token: set it with `pulumi config set --secret "
-                              "digitalocean:token YOUR_TOKEN` or export DIGITALOCEAN_TOKEN")
-        prefix = raw.get("namePrefix") or _default_prefix(stack)
-        if not PREFIX_RE.fullmatch(prefix):
-            raise ConfigError(f"config {NAMESPACE}:namePrefix {prefix!r} must be a lower-case "
-                              f"hostname start (a-z, 0-9, -; at most 31): {_fix('namePrefix', 'ob-lab')}")
-        public_path = _key_file(raw.get("sshPublicKeyPath", "~/.ssh/id_ed25519.pub"),
-                                "sshPublicKeyPath", "public key file")
-        public_key = public_path.read_text().strip()
-        if not public_key.startswith(("ssh-", "ecdsa-")):
-            raise ConfigError(f"config {NAMESPACE}:sshPublicKeyPath {str(public_path)!r} is not an "
-                              f"OpenSSH public key: point it at the .pub file, "
-                              f"{_fix('sshPublicKeyPath', '~/.ssh/id_ed25519.pub')}")
-        default_private = str(public_path)[:-4] if str(public_path).endswith(".pub") else ""
-        private_path = _key_file(raw.get("sshPrivateKeyPath", default_private) or "",
-                                 "sshPrivateKeyPath", "private key file")
-        cidrs = _list(raw, "sshAllowedCidrs")
-        if not cidrs:
-            raise ConfigError(f"config {NAMESPACE}:sshAllowedCidrs is not set; SSH is open only to "
-                              f"these networks: set it with `pulumi config set --path "
-                              f"'sshAllowedCidrs[0]' YOUR.PUBLIC.IP/32`")
-        networks = []
-        for cidr in cidrs:
-            try:
-                networks.append(str(ipaddress.ip_network(cidr, strict=False)))
-            except ValueError:
-                raise ConfigError(f"config {NAMESPACE}:sshAllowedCidrs has {cidr!r}, which is not a "
-                                  f"CIDR such as 203.0.113.7/32: set it with `pulumi config set "
-                                  f"--path 'sshAllowedCidrs[0]' 203.0.113.7/32`") from None
-        ports = _list(raw, "benchmarkPorts")
-        if ports is not None:
-            try:
-                port_numbers = tuple(int(p) for p in ports)
-            except ValueError:
-                port_numbers = ()
-            if not port_numbers or any(not 1 <= p <= 65535 or p in (2375, 2376)
-                                       for p in port_numbers):
-                raise ConfigError(f"config {NAMESPACE}:benchmarkPorts {ports!r} must be ports "
-                                  f"1-65535 other than the Docker API's 2375/2376: set it with "
-                                  f"`pulumi config set --path 'benchmarkPorts[0]' 5201`")
-            values["benchmark_ports"] = port_numbers
-        values.update(region=raw.get("region", "ams3"), size=raw.get("size", "s-1vcpu-1gb"),
-                      image=raw.get("image", "debian-12-x64"),
-                      consul_image=raw.get("consulImage", DEFAULT_CONSUL_IMAGE),
-                      name_prefix=prefix, ssh_public_key_path=str(public_path),
-                      ssh_public_key=public_key, ssh_private_key_path=str(private_path),
-                      ssh_allowed_cidrs=tuple(networks))
-
-    else:  # virtualbox
-        prefix = raw.get("machinePrefix") or _default_prefix(stack)
-        if not PREFIX_RE.fullmatch(prefix):
-            raise ConfigError(f"config {NAMESPACE}:machinePrefix {prefix!r} must be a lower-case "
-                              f"name start (a-z, 0-9, -; at most 31): {_fix('machinePrefix', 'mhs')}")
-        url = raw.get("boot2dockerUrl") or None
-        if url is not None and not re.match(r"^(https?|file)://", url):
-            raise ConfigError(f"config {NAMESPACE}:boot2dockerUrl {url!r} must be an http(s):// or "
-                              f"file:// URL of a boot2docker ISO: "
-                              f"{_fix('boot2dockerUrl', 'file:///path/boot2docker.iso')}")
-        hostonly = raw.get("virtualboxHostonlyCidr") or None
-        if hostonly is not None:
-            try:
-                ipaddress.IPv4Interface(hostonly)
-            except ValueError:
-                hostonly = ""
-            if "/" not in (hostonly or ""):
-                raise ConfigError(f"config {NAMESPACE}:virtualboxHostonlyCidr "
-                                  f"{raw.get('virtualboxHostonlyCidr')!r} must be the host's address "
-                                  f"and prefix on the host-only network: "
-                                  f"{_fix('virtualboxHostonlyCidr', '192.168.56.1/24')}")
-        values.update(machine_prefix=prefix, hostonly_cidr=hostonly,
-                      consul_image=raw.get("consulImage", DEFAULT_CONSUL_IMAGE),
-                      virtualbox_memory_mb=_int(raw, "virtualboxMemoryMb", 1024, 512, 65536, "1024"),
-                      virtualbox_cpus=_int(raw, "virtualboxCpus", 1, 1, 64, "1"),
-                      boot2docker_url=url)
-    return StackConfig(**values)
+    provider = choice(raw, PROVIDER, providers.NAMES)
+    foreign = [k for k in raw if provider not in table[k]]
+    if foreign:
+        raise ConfigError(f"config {NAMESPACE}:{foreign[0]} does not apply to provider {provider} "
+                          f"(it is for {', '.join(table[foreign[0]])}): remove it with "
+                          f"`pulumi config rm {foreign[0]}`")
+    mode = choice(raw, MODE, MODES)
+    nodes = integer(raw, NODES, 2, 50, too_small="a multi-host network needs at least 2 nodes")
+    network = OVERLAY_NETWORK.get(raw)
+    if not DOCKER_NETWORK_RE.fullmatch(network):
+        raise ConfigError(f"config {NAMESPACE}:{OVERLAY_NETWORK.name} {network!r} is not a Docker "
+                          f"network name: {fix(OVERLAY_NETWORK.name, OVERLAY_NETWORK.default)}")
+    common = Common(stack=stack, provider=provider, mode=mode, nodes=nodes, overlay_network=network)
+    context = Context(env=os.environ if env is None else env, config_keys=config_keys)
+    return StackConfig(common, providers.get(provider).parse(raw, common, context))
 
 
 def load() -> StackConfig:
@@ -307,6 +238,6 @@ def load() -> StackConfig:
     everything = {**runtime_config.get_config_env(), **runtime_config.CONFIG.get()}
     prefix = NAMESPACE + ":"
     raw = {k[len(prefix):]: v for k, v in everything.items() if k.startswith(prefix)}
-    # Presence only: the token's value stays inside the DigitalOcean provider.
-    token_set = bool(runtime_config.get_config("digitalocean:token"))
-    return parse(raw, pulumi.get_stack(), provider_token=token_set)
+    # Names only: a secret's value (digitalocean:token) stays inside its provider.
+    config_keys = frozenset(k for k, v in everything.items() if v)
+    return parse(raw, pulumi.get_stack(), config_keys=config_keys)

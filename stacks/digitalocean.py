@@ -9,20 +9,50 @@ The bench reaches every engine as `ssh://root@PUBLIC_IP` (docker SDK over SSH): 
 API port is opened anywhere. The 2015 classic Swarm manager is not deployed: it needs each
 engine's TCP API reachable over the network, which this stack refuses to open (see
 README.md, "The Pulumi program"); the bench pins containers to nodes by talking to each engine.
+
+The Pulumi SDKs are imported where resources are declared: reading the configuration
+never loads the DigitalOcean SDK.
 """
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import json
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
 
-import pulumi
-import pulumi_digitalocean as do
 import yaml
-from pulumi_command import remote
 
-from stacks import outputs
-from stacks.config import StackConfig
+from stacks import config, outputs
+from stacks.config import ConfigError, Key
+
+if TYPE_CHECKING:
+    import pulumi
+
+REGION = Key("region", "ams3", "region slug", shown="`ams3` (as 2015)")
+SIZE = Key("size", "s-1vcpu-1gb", "droplet size slug")
+IMAGE = Key("image", "debian-12-x64", "image slug; any slug is accepted")
+NAME_PREFIX = Key("namePrefix", None, "prefix of droplet, tag, VPC, firewall, key and project names",
+                  shown="`ob-STACK`")
+SSH_PUBLIC_KEY_PATH = Key("sshPublicKeyPath", "~/.ssh/id_ed25519.pub",
+                          "your public key, installed on the droplets")
+SSH_PRIVATE_KEY_PATH = Key(
+    "sshPrivateKeyPath", None,
+    "its private key: used by Pulumi (as a secret) to run the swarm and network commands, and "
+    "by the bench (`ssh_key_path` in the outputs: the path, never the key)",
+    shown="the public key path without `.pub`")
+SSH_ALLOWED_CIDRS = Key("sshAllowedCidrs", None,
+                        "networks SSH is open to, e.g. your address `/32`", shown="**required**")
+# Ports the benchmark's host-network servers listen on: iperf 2 (5001), iperf3 (5201),
+# sockperf (11111). Overlay traffic itself travels as VXLAN (udp 4789).
+BENCHMARK_PORTS = Key("benchmarkPorts", (5001, 5201, 11111),
+                      "ports the host-network benchmark servers use (iperf 2, iperf3, sockperf), "
+                      "open between the droplets only", shown="`[5001, 5201, 11111]`")
+TOKEN = Key("token", None, "API token: `pulumi config set --secret digitalocean:token ...`",
+            shown="`DIGITALOCEAN_TOKEN` from the environment", namespace="digitalocean")
+KEYS = (config.OVERLAY_NETWORK, REGION, SIZE, IMAGE, config.CONSUL_IMAGE, NAME_PREFIX,
+        SSH_PUBLIC_KEY_PATH, SSH_PRIVATE_KEY_PATH, SSH_ALLOWED_CIDRS, BENCHMARK_PORTS, TOKEN)
 
 # DigitalOcean's images name the VPC interface eth1 (eth0 is public). libnetwork needs a
 # host:port for cluster-advertise; nothing listens on 2376 (no TCP API, see module doc).
@@ -35,6 +65,76 @@ METADATA_PRIVATE_IP = "http://169.254.169.254/metadata/v1/interfaces/private/0/i
 WAIT_FOR_ENGINE = ("cloud-init status --wait >/dev/null 2>&1; "
                    "timeout 600 sh -c 'until docker info >/dev/null 2>&1; do sleep 2; done'")
 SWARM_STATE = "docker info --format '{{.Swarm.LocalNodeState}}'"
+
+
+@dataclasses.dataclass(frozen=True)
+class DigitalOceanSettings:
+    region: str
+    size: str
+    image: str
+    consul_image: str
+    name_prefix: str
+    ssh_public_key_path: str
+    ssh_public_key: str
+    ssh_private_key_path: str
+    ssh_allowed_cidrs: tuple[str, ...]
+    benchmark_ports: tuple[int, ...]
+
+
+def parse(raw: Mapping[str, Any], common: config.Common,
+          context: config.Context) -> DigitalOceanSettings:
+    if TOKEN.qualified_name not in context.config_keys and not context.env.get("DIGITALOCEAN_TOKEN"):
+        raise ConfigError("no DigitalOcean API token: set it with `pulumi config set --secret "
+                          "digitalocean:token YOUR_TOKEN` or export DIGITALOCEAN_TOKEN")
+    prefix = config.name_prefix(raw, NAME_PREFIX, common.stack, "hostname", "ob-lab")
+    public_path = config.key_file(SSH_PUBLIC_KEY_PATH.get(raw), SSH_PUBLIC_KEY_PATH,
+                                  "public key file")
+    public_key = public_path.read_text().strip()
+    if not public_key.startswith(("ssh-", "ecdsa-")):
+        raise ConfigError(f"config {config.NAMESPACE}:sshPublicKeyPath {str(public_path)!r} is "
+                          f"not an OpenSSH public key: point it at the .pub file, "
+                          f"{config.fix('sshPublicKeyPath', SSH_PUBLIC_KEY_PATH.default)}")
+    default_private = str(public_path)[:-4] if str(public_path).endswith(".pub") else ""
+    private_path = config.key_file(raw.get(SSH_PRIVATE_KEY_PATH.name, default_private) or "",
+                                   SSH_PRIVATE_KEY_PATH, "private key file")
+    return DigitalOceanSettings(
+        region=REGION.get(raw), size=SIZE.get(raw), image=IMAGE.get(raw),
+        consul_image=config.CONSUL_IMAGE.get(raw), name_prefix=prefix,
+        ssh_public_key_path=str(public_path), ssh_public_key=public_key,
+        ssh_private_key_path=str(private_path), ssh_allowed_cidrs=_ssh_allowed_cidrs(raw),
+        benchmark_ports=_benchmark_ports(raw))
+
+
+def _ssh_allowed_cidrs(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    key = SSH_ALLOWED_CIDRS.name
+    cidrs = config.listing(raw, SSH_ALLOWED_CIDRS)
+    if not cidrs:
+        raise ConfigError(f"config {config.NAMESPACE}:{key} is not set; SSH is open only to "
+                          f"these networks: {config.list_fix(key, 'YOUR.PUBLIC.IP/32')}")
+    networks = []
+    for cidr in cidrs:
+        try:
+            networks.append(str(ipaddress.ip_network(cidr, strict=False)))
+        except ValueError:
+            raise ConfigError(f"config {config.NAMESPACE}:{key} has {cidr!r}, which is not a "
+                              f"CIDR such as 203.0.113.7/32: "
+                              f"{config.list_fix(key, '203.0.113.7/32')}") from None
+    return tuple(networks)
+
+
+def _benchmark_ports(raw: Mapping[str, Any]) -> tuple[int, ...]:
+    key = BENCHMARK_PORTS.name
+    ports = config.listing(raw, BENCHMARK_PORTS)
+    if ports is None:
+        return BENCHMARK_PORTS.default
+    try:
+        numbers = tuple(int(p) for p in ports)
+    except ValueError:
+        numbers = ()
+    if not numbers or any(not 1 <= p <= 65535 or p in (2375, 2376) for p in numbers):
+        raise ConfigError(f"config {config.NAMESPACE}:{key} {ports!r} must be ports 1-65535 "
+                          f"other than the Docker API's 2375/2376: {config.list_fix(key, '5201')}")
+    return numbers
 
 
 def _cloud_config(doc: dict) -> str:
@@ -69,15 +169,17 @@ def node_user_data(mode: str, keystore_private_ip: str | None) -> str:
     return _cloud_config(doc)
 
 
-def firewall_rules(cfg: StackConfig, cluster_tag: pulumi.Input[str]):
+def firewall_rules(settings: DigitalOceanSettings, cluster_tag: pulumi.Input[str]):
     """SSH from the configured networks; cluster ports only between the cluster's droplets."""
+    import pulumi_digitalocean as do
+
     inbound = [do.FirewallInboundRuleArgs(protocol="tcp", port_range="22",
-                                          source_addresses=list(cfg.ssh_allowed_cidrs))]
+                                          source_addresses=list(settings.ssh_allowed_cidrs))]
     cluster = [("tcp", str(CONSUL_PORT)),   # KV store (classic)
                ("tcp", "2377"),             # swarm management
                ("tcp", "7946"), ("udp", "7946"),  # gossip (serf)
                ("udp", "4789")]             # VXLAN data
-    for port in cfg.benchmark_ports:
+    for port in settings.benchmark_ports:
         cluster += [("tcp", str(port)), ("udp", str(port))]
     inbound += [do.FirewallInboundRuleArgs(protocol=proto, port_range=port,
                                            source_tags=[cluster_tag])
@@ -91,34 +193,38 @@ def firewall_rules(cfg: StackConfig, cluster_tag: pulumi.Input[str]):
     return inbound, outbound
 
 
-def declare(cfg: StackConfig) -> dict:
-    prefix = cfg.name_prefix
+def declare(common: config.Common, settings: DigitalOceanSettings) -> pulumi.Output[dict]:
+    import pulumi
+    import pulumi_digitalocean as do
+    from pulumi_command import remote
+
+    prefix = settings.name_prefix
     tag = do.Tag("cluster", name=prefix)
-    vpc = do.Vpc("vpc", name=f"{prefix}-vpc", region=cfg.region,
-                 description=f"overlay-bench stack {cfg.stack}")
-    key = do.SshKey("ssh-key", name=f"{prefix}-key", public_key=cfg.ssh_public_key)
+    vpc = do.Vpc("vpc", name=f"{prefix}-vpc", region=settings.region,
+                 description=f"overlay-bench stack {common.stack}")
+    key = do.SshKey("ssh-key", name=f"{prefix}-key", public_key=settings.ssh_public_key)
 
     def droplet(name: str, user_data: pulumi.Input[str]) -> do.Droplet:
-        return do.Droplet(name, name=f"{prefix}-{name}", image=cfg.image, region=cfg.region,
-                          size=cfg.size, vpc_uuid=vpc.id, ssh_keys=[key.fingerprint],
+        return do.Droplet(name, name=f"{prefix}-{name}", image=settings.image, region=settings.region,
+                          size=settings.size, vpc_uuid=vpc.id, ssh_keys=[key.fingerprint],
                           tags=[tag.name], user_data=user_data, ipv6=False)
 
-    keystore = droplet("keystore", keystore_user_data(cfg.consul_image)) \
-        if cfg.mode == "classic" else None
+    keystore = droplet("keystore", keystore_user_data(settings.consul_image)) \
+        if common.mode == "classic" else None
     kv_ip = keystore.ipv4_address_private if keystore else None
     nodes = [droplet(f"node{i}", kv_ip.apply(lambda ip: node_user_data("classic", ip))
                      if kv_ip is not None else node_user_data("swarm", None))
-             for i in range(1, cfg.nodes + 1)]
+             for i in range(1, common.nodes + 1)]
     machines = ([keystore] if keystore else []) + nodes
 
-    inbound, outbound = firewall_rules(cfg, tag.name)
+    inbound, outbound = firewall_rules(settings, tag.name)
     do.Firewall("firewall", name=f"{prefix}-fw", tags=[tag.name],
                 inbound_rules=inbound, outbound_rules=outbound)
-    do.Project("project", name=prefix, description=f"overlay-bench stack {cfg.stack}",
+    do.Project("project", name=prefix, description=f"overlay-bench stack {common.stack}",
                environment="Development", resources=[m.droplet_urn for m in machines])
 
     # Read here, sent only as a secret: Pulumi encrypts it in state and never prints it.
-    private_key = pulumi.Output.secret(Path(cfg.ssh_private_key_path).read_text())
+    private_key = pulumi.Output.secret(Path(settings.ssh_private_key_path).read_text())
 
     def ssh(machine: do.Droplet) -> remote.ConnectionArgs:
         # New droplets take a minute to start sshd: allow for it before failing.
@@ -136,7 +242,7 @@ def declare(cfg: StackConfig) -> dict:
               for i, n in enumerate(nodes, start=1)]
 
     manager = nodes[0]
-    if cfg.mode == "swarm":
+    if common.mode == "swarm":
         init = manager.ipv4_address_private.apply(lambda ip: (
             f"[ \"$({SWARM_STATE})\" = active ] || "
             f"docker swarm init --advertise-addr {ip} --listen-addr {ip}:2377"))
@@ -161,7 +267,7 @@ def declare(cfg: StackConfig) -> dict:
         network_after, create_flags = [swarm_init] + joined, "--attachable "
     else:
         network_after, create_flags = ready, ""
-    net = shlex.quote(cfg.overlay_network)
+    net = shlex.quote(common.overlay_network)
     # Classic mode: the engines reach Consul a few seconds after it answers; retry.
     network = remote.Command(
         "overlay-network", connection=ssh(manager),
@@ -170,26 +276,23 @@ def declare(cfg: StackConfig) -> dict:
                 f"exit 1"),
         opts=pulumi.ResourceOptions(depends_on=network_after))
 
-    def node_doc(ips: list[str]) -> list[dict]:
-        pairs = zip(ips[0::2], ips[1::2])
-        return [{"name": f"{prefix}-node{i}", "role": "manager" if i == 1 else "worker",
-                 "address": private, "docker_host": f"ssh://root@{public}",
-                 "tls_cert_path": None, "ssh_key_path": cfg.ssh_private_key_path}
-                for i, (public, private) in enumerate(pairs, start=1)]
+    def document(resolved: dict) -> dict:
+        kv = resolved["keystore"]
+        return outputs.document(
+            stack=common.stack, provider=common.provider, mode=common.mode,
+            nodes=[outputs.node(f"{prefix}-node{i}", private, f"ssh://root@{public}",
+                                ssh_key_path=settings.ssh_private_key_path)
+                   for i, (public, private) in enumerate(resolved["nodes"], start=1)],
+            keystore=(outputs.keystore(f"{prefix}-keystore", kv, f"consul://{kv}:{CONSUL_PORT}")
+                      if kv else None),
+            overlay_network=common.overlay_network, link_rate=None, mtu_bytes=VPC_MTU_BYTES)
 
-    addresses = [ip for n in nodes for ip in (n.ipv4_address, n.ipv4_address_private)]
-    keystore_doc = kv_ip.apply(lambda ip: {"name": f"{prefix}-keystore", "address": ip,
-                                           "url": f"consul://{ip}:{CONSUL_PORT}"}) \
-        if kv_ip is not None else None
-    return {
-        "schema_version": outputs.SCHEMA_VERSION,
-        "stack": cfg.stack,
-        "provider": "digitalocean",
-        "mode": cfg.mode,
-        "nodes": pulumi.Output.all(*addresses).apply(node_doc),
-        "keystore": keystore_doc,
-        # Exported once the network exists, so a finished `pulumi up` means a usable cluster.
-        "overlay_network": network.stdout.apply(lambda _: cfg.overlay_network),
-        "link_rate": None,
-        "mtu_bytes": VPC_MTU_BYTES,
-    }
+    return pulumi.Output.all(
+        nodes=pulumi.Output.all(*[pulumi.Output.all(n.ipv4_address, n.ipv4_address_private)
+                                  for n in nodes]),
+        keystore=kv_ip,
+        # Resolved once the network exists, so a finished `pulumi up` means a usable cluster.
+        # pulumi-command marks a remote command's stdout secret (its connection is): only
+        # the wait is wanted, and a secret here would make every exported key a secret.
+        network=pulumi.Output.unsecret(network.stdout),
+    ).apply(document)

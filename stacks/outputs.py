@@ -1,7 +1,13 @@
-"""The stack outputs contract: the one document every stack exports.
+"""The stack outputs contract: the one document every stack exports, and its one builder.
 
 `python -m stacks.local up|status` prints it, `pulumi stack output --json` prints it for
-every provider, and `python -m bench` depends on nothing else. Defined once, here.
+every provider, and `python -m bench` depends on nothing else. Defined once, here; every
+provider makes it with `document(...)` and `node(...)`, which validate what they build.
+
+The builder takes plain values, never Pulumi Outputs: this module imports nothing from
+Pulumi (bench imports it), and only a whole document can be checked (one manager, unique
+names). A provider whose values are Outputs gathers them with one
+`pulumi.Output.all(...).apply(...)` and calls the builder inside it.
 
 Version history of SCHEMA_VERSION:
   1  first version (provider, mode, nodes, keystore, overlay_network, link_rate, mtu_bytes)
@@ -13,9 +19,11 @@ from typing import Any
 
 import jsonschema
 
+from stacks import providers
+
 SCHEMA_VERSION = 1
 
-PROVIDERS = ("local", "digitalocean", "virtualbox")
+PROVIDERS = providers.NAMES
 MODES = ("classic", "swarm")
 ROLES = ("manager", "worker")
 
@@ -128,6 +136,38 @@ def validate(outputs: Any) -> dict[str, Any]:
     if len(set(names)) != len(names):
         raise OutputsError("stack outputs invalid at nodes: node names must be unique")
     return outputs
+
+
+def node(name: str, address: str, docker_host: str, tls_cert_path: str | None = None,
+         ssh_key_path: str | None = None) -> dict[str, Any]:
+    """One engine of the cluster; its role comes from its place in `document(nodes=...)`."""
+    return {"name": name, "address": address, "docker_host": docker_host,
+            "tls_cert_path": tls_cert_path, "ssh_key_path": ssh_key_path}
+
+
+def keystore(name: str, address: str, url: str) -> dict[str, Any]:
+    """The key-value node of classic mode."""
+    return {"name": name, "address": address, "url": url}
+
+
+def document(*, stack: str, provider: str, mode: str, nodes: list[dict[str, Any]],
+             keystore: dict[str, Any] | None, overlay_network: str, link_rate: str | None,
+             mtu_bytes: int) -> dict[str, Any]:
+    """The outputs document, validated. The first of `nodes` is the manager (swarm manager
+    or classic Swarm master), the others are workers."""
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "stack": stack,
+        "provider": provider,
+        "mode": mode,
+        "nodes": [{"name": n["name"], "role": "manager" if i == 0 else "worker",
+                   **{k: v for k, v in n.items() if k != "name"}} for i, n in enumerate(nodes)],
+        "keystore": keystore,
+        "overlay_network": overlay_network,
+        "link_rate": link_rate,
+        "mtu_bytes": mtu_bytes,
+    }
+    return validate(doc)
 
 
 def loads(text: str, source: str = "stack outputs") -> dict[str, Any]:

@@ -9,17 +9,24 @@ swarm mode: plain machines, then `docker swarm init` / `join` with the manager's
 
 Each create prints what the outputs need on stdout (the rest goes to stderr):
 line 1 `docker-machine ip NAME`, line 2 the machine's TLS certificate directory.
+
+The Pulumi SDKs are imported where resources are declared (see stacks/providers.py).
 """
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
+import re
 import shlex
 import shutil
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
-import pulumi
-from pulumi_command import local
+from stacks import config, outputs
+from stacks.config import ConfigError, Key, StackError
 
-from stacks import outputs
-from stacks.config import StackConfig, StackError
+if TYPE_CHECKING:
+    import pulumi
+    from pulumi_command import local
 
 CONSUL_PORT = 8500
 # boot2docker: eth0 is VirtualBox NAT, eth1 the host-only network the machines share.
@@ -33,6 +40,55 @@ REQUIRED_TOOLS = {
     "docker": "install the Docker CLI (the docker-ce-cli package)",
 }
 
+MACHINE_PREFIX = Key("machinePrefix", None,
+                     "machine names: `PREFIX-keystore`, `PREFIX-node1`, ...", shown="`ob-STACK`")
+MEMORY_MB = Key("virtualboxMemoryMb", 1024, "`--virtualbox-memory`")
+CPUS = Key("virtualboxCpus", 1, "`--virtualbox-cpu-count`")
+BOOT2DOCKER_URL = Key("boot2dockerUrl", None,
+                      "`--virtualbox-boot2docker-url` (e.g. a `file://` ISO)",
+                      shown="docker-machine's default")
+HOSTONLY_CIDR = Key("virtualboxHostonlyCidr", None,
+                    "`--virtualbox-hostonly-cidr` (see prerequisites)",
+                    shown="docker-machine's `192.168.99.1/24`")
+KEYS = (config.OVERLAY_NETWORK, config.CONSUL_IMAGE, MACHINE_PREFIX, MEMORY_MB, CPUS,
+        BOOT2DOCKER_URL, HOSTONLY_CIDR)
+
+
+@dataclasses.dataclass(frozen=True)
+class VirtualBoxSettings:
+    machine_prefix: str
+    consul_image: str = config.CONSUL_IMAGE.default
+    memory_mb: int = MEMORY_MB.default
+    cpus: int = CPUS.default
+    boot2docker_url: Optional[str] = None
+    hostonly_cidr: Optional[str] = None
+
+
+def parse(raw: Mapping[str, Any], common: config.Common,
+          context: config.Context) -> VirtualBoxSettings:
+    url = BOOT2DOCKER_URL.get(raw) or None
+    if url is not None and not re.match(r"^(https?|file)://", url):
+        raise ConfigError(f"config {config.NAMESPACE}:boot2dockerUrl {url!r} must be an http(s):// "
+                          f"or file:// URL of a boot2docker ISO: "
+                          f"{config.fix('boot2dockerUrl', 'file:///path/boot2docker.iso')}")
+    hostonly = HOSTONLY_CIDR.get(raw) or None
+    if hostonly is not None:
+        try:
+            ipaddress.IPv4Interface(hostonly)
+            valid = "/" in hostonly
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ConfigError(f"config {config.NAMESPACE}:virtualboxHostonlyCidr {hostonly!r} must "
+                              f"be the host's address and prefix on the host-only network: "
+                              f"{config.fix('virtualboxHostonlyCidr', '192.168.56.1/24')}")
+    return VirtualBoxSettings(
+        machine_prefix=config.name_prefix(raw, MACHINE_PREFIX, common.stack, "name", "mhs"),
+        consul_image=config.CONSUL_IMAGE.get(raw),
+        memory_mb=config.integer(raw, MEMORY_MB, 512, 65536),
+        cpus=config.integer(raw, CPUS, 1, 64),
+        boot2docker_url=url, hostonly_cidr=hostonly)
+
 
 def check_tools() -> None:
     """One clear line when a tool the post used is missing, before anything is created."""
@@ -41,16 +97,16 @@ def check_tools() -> None:
             raise StackError(f"the virtualbox stack needs `{tool}`, which is not on PATH: {how}")
 
 
-def machine_create(cfg: StackConfig, name: str, extra: list[str], setup: str = "") -> str:
+def machine_create(settings: VirtualBoxSettings, name: str, extra: list[str], setup: str = "") -> str:
     """A `docker-machine create` that is skipped when the machine already exists, then `setup`."""
     argv = ["docker-machine", "create", "-d", "virtualbox",
-            "--virtualbox-memory", str(cfg.virtualbox_memory_mb),
-            "--virtualbox-cpu-count", str(cfg.virtualbox_cpus)]
-    if cfg.boot2docker_url:
-        argv += ["--virtualbox-boot2docker-url", cfg.boot2docker_url]
-    if cfg.hostonly_cidr:
+            "--virtualbox-memory", str(settings.memory_mb),
+            "--virtualbox-cpu-count", str(settings.cpus)]
+    if settings.boot2docker_url:
+        argv += ["--virtualbox-boot2docker-url", settings.boot2docker_url]
+    if settings.hostonly_cidr:
         # VirtualBox 6.1.28+ only allows 192.168.56.0/21 for host-only networks by default.
-        argv += ["--virtualbox-hostonly-cidr", cfg.hostonly_cidr]
+        argv += ["--virtualbox-hostonly-cidr", settings.hostonly_cidr]
     argv += extra + [name]
     q = shlex.quote(name)
     then = f" && {{ {setup}; }} >&2" if setup else ""
@@ -65,6 +121,9 @@ def on_machine(name: str, command: str) -> str:
 
 
 def _machine(resource: str, create: pulumi.Input[str], name: str) -> local.Command:
+    import pulumi
+    from pulumi_command import local
+
     # Any change of the create command makes another machine (triggers: replace). The name
     # stays the same, so the old machine must be removed before the new one is created.
     return local.Command(resource, create=create, delete=f"docker-machine rm -y {shlex.quote(name)}",
@@ -83,20 +142,23 @@ def _lines(stdout: pulumi.Output[str], name: str) -> pulumi.Output[list[str]]:
     return stdout.apply(last_two)
 
 
-def declare(cfg: StackConfig) -> dict:
-    check_tools()
-    prefix = cfg.machine_prefix
-    keystore_name = f"{prefix}-keystore"
-    names = [f"{prefix}-node{i}" for i in range(1, cfg.nodes + 1)]
+def declare(common: config.Common, settings: VirtualBoxSettings) -> pulumi.Output[dict]:
+    import pulumi
+    from pulumi_command import local
 
-    keystore = None
-    if cfg.mode == "classic":
+    check_tools()
+    prefix = settings.machine_prefix
+    keystore_name = f"{prefix}-keystore"
+    names = [f"{prefix}-node{i}" for i in range(1, common.nodes + 1)]
+
+    keystore = kv_ip = None
+    if common.mode == "classic":
         consul = on_machine(keystore_name, (
             "inspect consul >/dev/null 2>&1 || " + on_machine(
                 keystore_name, f"run -d --name consul --restart always -p {CONSUL_PORT}:{CONSUL_PORT} "
-                               f"-h consul {shlex.quote(cfg.consul_image)} "
+                               f"-h consul {shlex.quote(settings.consul_image)} "
                                f"agent -server -bootstrap -client 0.0.0.0")))
-        keystore = _machine("keystore", machine_create(cfg, keystore_name, [], consul),
+        keystore = _machine("keystore", machine_create(settings, keystore_name, [], consul),
                             keystore_name)
         kv_ip = _lines(keystore.stdout, keystore_name).apply(lambda lines: lines[0])
 
@@ -107,12 +169,12 @@ def declare(cfg: StackConfig) -> dict:
                      f"--engine-opt=cluster-advertise={CLUSTER_INTERFACE}:2376"])
 
         machines = [_machine(f"node{i}", kv_ip.apply(
-            lambda ip, i=i, name=name: machine_create(cfg, name, classic_flags(ip, i == 1))), name)
+            lambda ip, i=i, name=name: machine_create(settings, name, classic_flags(ip, i == 1))), name)
             for i, name in enumerate(names, start=1)]
         network_after: list[pulumi.Resource] = machines
         create_flags = ""
     else:
-        machines = [_machine(f"node{i}", machine_create(cfg, name, []), name)
+        machines = [_machine(f"node{i}", machine_create(settings, name, []), name)
                     for i, name in enumerate(names, start=1)]
         manager_ip = _lines(machines[0].stdout, names[0]).apply(lambda lines: lines[0])
         swarm_state = "info --format '{{.Swarm.LocalNodeState}}'"
@@ -136,28 +198,25 @@ def declare(cfg: StackConfig) -> dict:
         network_after = [init] + joins
         create_flags = "--attachable "
 
-    net = shlex.quote(cfg.overlay_network)
+    net = shlex.quote(common.overlay_network)
     network = local.Command("overlay-network", create=(
         f"{on_machine(names[0], f'network inspect {net}')} >/dev/null 2>&1 || "
         + on_machine(names[0], f"network create -d overlay {create_flags}{net}")),
         opts=pulumi.ResourceOptions(depends_on=network_after))
 
-    def node_doc(all_lines: list[list[str]]) -> list[dict]:
-        return [{"name": name, "role": "manager" if i == 0 else "worker",
-                 "address": lines[0], "docker_host": f"tcp://{lines[0]}:2376",
-                 "tls_cert_path": lines[1], "ssh_key_path": None}
-                for i, (name, lines) in enumerate(zip(names, all_lines))]
+    def document(resolved: dict) -> dict:
+        kv = resolved["keystore"]
+        return outputs.document(
+            stack=common.stack, provider=common.provider, mode=common.mode,
+            nodes=[outputs.node(name, ip, f"tcp://{ip}:2376", tls_cert_path=certs)
+                   for name, (ip, certs) in zip(names, resolved["nodes"])],
+            keystore=(outputs.keystore(keystore_name, kv, f"consul://{kv}:{CONSUL_PORT}")
+                      if kv else None),
+            overlay_network=common.overlay_network, link_rate=None, mtu_bytes=HOST_ONLY_MTU_BYTES)
 
-    return {
-        "schema_version": outputs.SCHEMA_VERSION,
-        "stack": cfg.stack,
-        "provider": "virtualbox",
-        "mode": cfg.mode,
-        "nodes": pulumi.Output.all(*[_lines(m.stdout, n) for m, n in zip(machines, names)]).apply(node_doc),
-        "keystore": kv_ip.apply(lambda ip: {"name": keystore_name, "address": ip,
-                                            "url": f"consul://{ip}:{CONSUL_PORT}"})
-        if keystore else None,
-        "overlay_network": network.stdout.apply(lambda _: cfg.overlay_network),
-        "link_rate": None,
-        "mtu_bytes": HOST_ONLY_MTU_BYTES,
-    }
+    return pulumi.Output.all(
+        nodes=pulumi.Output.all(*[_lines(m.stdout, n) for m, n in zip(machines, names)]),
+        keystore=kv_ip,
+        # Resolved once the network exists, so a finished `pulumi up` means a usable cluster.
+        network=network.stdout,
+    ).apply(document)

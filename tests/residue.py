@@ -6,6 +6,7 @@ what an engine might create outside its namespace (docker0, DOCKER chains, stray
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -16,6 +17,14 @@ def _lines(*cmd: str) -> list[str]:
     return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()
 
 
+def _identity(path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def snapshot(ignore: tuple[str, ...] = ()) -> dict[str, set[str]]:
     """Namespaces, root links, firewall rules, mounts, engine processes, cgroups.
 
@@ -24,19 +33,26 @@ def snapshot(ignore: tuple[str, ...] = ()) -> dict[str, set[str]]:
     """
     links = {l["ifname"] for l in json.loads(subprocess.run(["ip", "-j", "link"], capture_output=True,
                                                                  text=True).stdout or "[]")}
+    namespaces = set(_lines("ip", "netns", "list"))
+    netns_names = {_identity(f"/var/run/netns/{line.split()[0]}"): line.split()[0] for line in namespaces}
     procs = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                cgroups = (entry / "cgroup").read_text()
             except OSError:
                 continue
-            if any(word in cmd.split(" ")[0] for word in ENGINE_WORDS):
+            # Another lab's process may name none of its paths (iperf3 in its namespace, a
+            # container): its namespace and cgroup say whose it is.
+            whose = f"{cgroups} netns={netns_names.get(_identity(entry / 'ns' / 'net'), '')}"
+            if any(word in cmd.split(" ")[0] for word in ENGINE_WORDS) \
+                    and not any(word in whose for word in ignore):
                 procs.add(f"{entry.name} {cmd.strip()}")
     mounts = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
     cgroups = {str(p) for p in Path("/sys/fs/cgroup").glob("*/overlay-bench*")}
     snap = {
-        "namespaces": set(_lines("ip", "netns", "list")),
+        "namespaces": namespaces,
         "links": links,
         "iptables": set(_lines("iptables-save", "-t", "filter")) | set(_lines("iptables-save", "-t", "nat")),
         "mounts": mounts,
@@ -50,10 +66,12 @@ def snapshot(ignore: tuple[str, ...] = ()) -> dict[str, set[str]]:
 
 
 def other_labs(name: str) -> tuple[str, ...]:
-    """Markers of every lab but `name`, to pass as `ignore` while other labs run."""
+    """Markers of every lab but `name`, to pass as `ignore` while other labs run (by marks,
+    and by lab-like names too: labs of an older checkout carry no marks)."""
     from stacks.local import lab
 
-    return tuple(m for other in lab.list_labs() if other != name
+    others = set(lab.list_labs()) | set(lab.lab_like_names())
+    return tuple(m for other in sorted(others) if other != name
                  for m in (f"ob-{other}", f"/overlay-bench/{other}/", f"overlay-bench-{other}",
                            f"overlay-bench:{other}"))
 

@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -168,17 +169,35 @@ def test_up_is_idempotent_and_rebuilds_a_half_torn_down_lab(lab_factory):
     assert overlay_reaches(rebuilt)["mbps"] > 10
 
 
-def test_up_copes_with_leftover_namespace_and_state(lab_factory):
-    name = names.lab_name("le")
+def test_unmarked_look_alikes_of_leftovers_block_up_and_are_left_alone():
+    """A namespace, a veth and a state directory with the lab's names that the lab did not
+    make (no record, no mark): not leftovers of ours. `up` names one, with its removal."""
     require_root()
-    # Leftovers of a crash: a namespace, a veth half, a state directory, no lab.json.
-    subprocess.run(["ip", "netns", "add", lab.node_netns(name, 1)], check=True)
-    subprocess.run(["ip", "link", "add", lab.node_veth(name, 2), "type", "veth", "peer", "name", "x" + name],
-                   check=True)
-    (lab.run_dir(name) / "n1").mkdir(parents=True, exist_ok=True)
-    assert set(lab.residue(name)) >= {"namespaces", "links", "directories"}
-    doc = lab_factory(name, mode="classic")
-    assert overlay_reaches(doc)["mbps"] > 10
+    name = names.lab_name("le")
+    netns, veth, run_dir = lab.node_netns(name, 1), lab.node_veth(name, 2), lab.run_dir(name)
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    subprocess.run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "x" + name], check=True)
+    (run_dir / "n1").mkdir(parents=True)
+    try:
+        assert lab.residue(name) == {}, "nothing here is the lab's"
+        assert {(f.kind, f.name) for f in lab.foreign(name)} >= {
+            ("namespace", netns), ("link", veth), ("directory", str(run_dir))}
+        line = one_error_line(lab_cli("up", "--name", name, "--mode", "classic"))
+        assert "was not made by overlay-bench" in line and "(and 2 more" in line, line
+        assert any(cmd in line for cmd in (f"`ip netns delete {netns}`", f"`ip link delete {veth}`",
+                                           f"`rm -r {run_dir}`")), line
+        down = lab_cli("down", "--name", name)
+        assert down.returncode == 0, down.stderr
+        assert f"ip netns delete {netns}" in down.stderr and f"ip link delete {veth}" in down.stderr
+        assert subprocess.run(["ip", "netns", "pids", netns], capture_output=True).returncode == 0
+        assert subprocess.run(["ip", "link", "show", veth], capture_output=True).returncode == 0
+        assert (run_dir / "n1").is_dir()
+    finally:
+        subprocess.run(["ip", "netns", "delete", netns])
+        subprocess.run(["ip", "link", "delete", veth])
+        shutil.rmtree(run_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            lab.RUN_ROOT.rmdir()
 
 
 def test_cli_up_status_down_prints_the_outputs_document():
@@ -221,7 +240,9 @@ def _path_without(tmp_path: Path, *missing: str) -> str:
 @pytest.mark.parametrize("args, expected", [
     (["--name", "Bad_Name"], "1-8 lowercase letters or digits"),
     (["--name", ERR, "--nodes", "1"], "at least 2 nodes"),
+    (["--name", "lab\n"], "1-8 lowercase letters or digits"),
     (["--name", ERR, "--link-rate", "fast"], "tc units such as 1gbit"),
+    (["--name", ERR, "--link-rate", "999bit"], "below 1kbit"),
     (["--name", ERR, "--mtu", "100"], "MTU between"),
     (["--name", ERR, "--subnet", "127.0.0.0/24"], "choose another with --subnet"),
 ])
@@ -231,9 +252,11 @@ def test_bad_input_is_one_line(args, expected):
     assert lab.residue(ERR) == {}
 
 
-def test_not_root_is_one_line():
+@pytest.mark.parametrize("command", [["up", "--name", ERR], ["down", "--name", ERR], ["down", "--all"],
+                                     ["status", "--name", ERR], ["residue", "--name", ERR]])
+def test_not_root_is_one_line(command):
     require_root()
-    assert "needs root" in one_error_line(lab_cli("up", "--name", ERR, user="65534"))
+    assert "needs root" in one_error_line(lab_cli(*command, user="65534"))
 
 
 @pytest.mark.parametrize("tool, mode, package", [("dockerd", "swarm", "docker.io"),
@@ -278,6 +301,7 @@ def test_foreign_bridge_is_refused():
     try:
         line = one_error_line(lab_cli("up", "--name", FOREIGN, "--mode", "swarm"))
         assert "not made by overlay-bench" in line
+        assert f"`ip link delete {lab.bridge_name(FOREIGN)}`" in line
         assert lab.residue(FOREIGN) == {}, "a foreign bridge is not the lab's"
         assert subprocess.run(["ip", "link", "show", lab.bridge_name(FOREIGN)]).returncode == 0, "it must stay"
     finally:

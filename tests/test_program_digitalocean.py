@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from stacks import outputs
-from tests.test_program_support import PRIVATE_IPS, PUBLIC_IPS, run_program
+from tests.test_program_support import PRIVATE_IPS, PUBLIC_IPS, built_documents, run_program
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_digitalocean.*"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_command.*")]
@@ -138,6 +138,18 @@ def test_classic_outputs_follow_schema(base, keys):
         for i in (1, 2)]
     assert doc["overlay_network"] == "overlay-bench" and doc["mtu_bytes"] == 1500
     assert doc["link_rate"] is None
+
+
+@pytest.mark.parametrize("mode", ["classic", "swarm"])
+def test_exports_are_the_builders_document_and_not_secret(base, mode):
+    """The mocks mark remote commands' stdout secret, as pulumi-command does; the document
+    still exports in the clear (bench reads `pulumi stack output --json`, where a secret
+    would read "[secret]")."""
+    base["mode"] = mode
+    with built_documents() as built:
+        r = run(base)
+    assert len(built) == 1 and r.exports == built[0]
+    assert [key for key, secret in r.secret_outputs.items() if secret] == []
 
 
 def test_overlay_network_created_on_manager_after_engines_are_ready(base):

@@ -18,7 +18,7 @@ from stacks import outputs
 from stacks.local import __main__ as lab_cli
 from stacks.local.stack import PROJECT_DIR
 from tests import names
-from tests.test_program_support import run_program
+from tests.test_program_support import built_documents, run_program
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_digitalocean.*"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_command.*")]
@@ -89,6 +89,27 @@ def test_exports_are_the_lab_document_unchanged():
     assert tuple(r.exports) == outputs.KEYS
     assert r.exports == doc
     assert json.loads(outputs.dumps(r.exports)) == doc
+
+
+@pytest.mark.parametrize("mode", ["classic", "swarm"])
+def test_the_lab_makes_its_document_with_the_builder(mode):
+    """What the local stack exports is what the lab printed: the builder's document."""
+    from stacks.local import lab, spec
+    from common.status import Status
+
+    lab_spec = spec.LabSpec("lab7", nodes=3, mode=mode, link_rate="1gbit", mtu_bytes=9000)
+    with built_documents() as built:
+        doc = lab.Lab(lab_spec, Status(quiet=True)).outputs()
+    assert built == [doc]
+    assert [(n["name"], n["role"], n["address"]) for n in doc["nodes"]] == [
+        ("lab7-node1", "manager", "10.213.0.11"), ("lab7-node2", "worker", "10.213.0.12"),
+        ("lab7-node3", "worker", "10.213.0.13")]
+    assert doc["nodes"][0]["docker_host"] == f"unix://{lab.node_socket('lab7', 1)}"
+    assert (doc["link_rate"], doc["mtu_bytes"], doc["overlay_network"]) == ("1gbit", 9000, "overlay-bench")
+    assert (doc["keystore"] is None) == (mode == "swarm")
+    exports = run_local({"labName": "lab7", "nodes": "3", "mode": mode, "linkRate": "1gbit",
+                         "mtu": "9000"}, doc=doc).exports
+    assert exports == doc
 
 
 def test_lab_output_that_breaks_the_contract_fails_the_program():

@@ -8,15 +8,17 @@ real values after the program has run. A program whose outputs never resolve fai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import runpy
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 from unittest import mock
 
 import pulumi
 import pulumi.runtime
+from pulumi.runtime import rpc
 
 PROJECT = Path(__file__).resolve().parent.parent
 PUBLIC_IPS = {"keystore": "203.0.113.2"}
@@ -56,7 +58,12 @@ class RecordingMocks(pulumi.runtime.Mocks):
         elif args.typ == "digitalocean:index/vpc:Vpc":
             state["urn"] = "do:vpc:1"
         elif args.typ.startswith("command:"):
-            state.update(stdout=self.command_stdout(args.name, args.inputs), stderr="")
+            stdout = self.command_stdout(args.name, args.inputs)
+            if args.typ == "command:remote:Command":
+                # pulumi-command (since 0.8.2) marks a remote command's stdout secret, as its
+                # connection (the private key) is.
+                stdout = rpc.wrap_rpc_secret(stdout)
+            state.update(stdout=stdout, stderr="")
         urn = f"urn:pulumi:test::overlay-bench::{args.typ}::{args.name}"
         self.resources.append(Declared(args.typ, args.name, dict(args.inputs), urn))
         return [f"{args.name}-id", state]
@@ -144,3 +151,19 @@ def program_error(config: dict[str, Any], stack: str = "test", **kwargs) -> tupl
         except pulumi.RunError as exc:
             return str(exc), mocks_seen[0]
     raise AssertionError(f"the program accepted config {config!r}")
+
+
+@contextlib.contextmanager
+def built_documents() -> Iterator[list[dict]]:
+    """Every outputs document made with the builder (stacks.outputs.document) meanwhile."""
+    from stacks import outputs
+
+    built: list[dict] = []
+    real = outputs.document
+
+    def record(**kwargs):
+        built.append(real(**kwargs))
+        return built[-1]
+
+    with mock.patch.object(outputs, "document", side_effect=record):
+        yield built

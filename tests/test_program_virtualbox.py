@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from stacks import outputs
-from tests.test_program_support import program_error, run_program
+from tests.test_program_support import built_documents, program_error, run_program
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_digitalocean.*"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_command.*")]
@@ -94,6 +94,14 @@ def test_classic_outputs_from_machine_ip_and_certs(tools):
          "tls_cert_path": f"{CERTS}/mhs-node{i}", "ssh_key_path": None}
         for i in (1, 2, 3)]
     assert (doc["provider"], doc["mode"], doc["overlay_network"]) == ("virtualbox", "classic", "overlay-bench")
+
+
+@pytest.mark.parametrize("mode", ["classic", "swarm"])
+def test_exports_are_the_builders_document(tools, mode):
+    with built_documents() as built:
+        r = run({"mode": mode})
+    assert len(built) == 1 and r.exports == built[0]
+    assert [key for key, secret in r.secret_outputs.items() if secret] == []
 
 
 def test_machine_options_reach_docker_machine(tools):

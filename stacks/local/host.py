@@ -1,12 +1,13 @@
 """Thin wrappers over the host tools the lab drives: iproute2, tc, iptables, /proc.
 
-Everything here is stateless; what belongs to a lab is found again by its name (kind's
-label habit), so a crashed `up` leaves nothing that `down` cannot find.
+Everything here is stateless and knows nothing of labs: which objects are a lab's is
+decided in stacks/local/lab.py from its marks and ledger, never from names or command lines.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -52,12 +53,6 @@ def link_exists(name: str) -> bool:
     return any(link["ifname"] == name for link in links())
 
 
-def link_alias(name: str) -> str | None:
-    for link in ip_json("-d", "link", "show", "dev", name):
-        return link.get("ifalias")
-    return None
-
-
 def root_addresses() -> list[tuple[str, str, int]]:
     """(interface, address, prefix length) of every IPv4 address in the root namespace."""
     result = []
@@ -67,9 +62,34 @@ def root_addresses() -> list[tuple[str, str, int]]:
     return result
 
 
-def netns_pids(netns: str) -> list[int]:
-    out = run("ip", "netns", "pids", netns, check=False)
-    return [int(p) for p in out.split()]
+NETNS_DIR = Path("/var/run/netns")
+
+
+def identity(path: Path | str) -> tuple[int, int] | None:
+    """(device, inode) of a file, None if it does not exist: for a namespace file (nsfs),
+    which namespace it is; two names of one namespace have the same identity."""
+    try:
+        st = os.stat(path)
+    except OSError:  # absent, or a process that exited while we looked
+        return None
+    return st.st_dev, st.st_ino
+
+
+def netns_identity(netns: str) -> tuple[int, int] | None:
+    return identity(NETNS_DIR / netns)
+
+
+def pids_in_netns(identities: set[tuple[int, int]]) -> list[int]:
+    """Processes whose network namespace is one of `identities` (what `ip netns pids` does,
+    for several namespaces in one pass over /proc)."""
+    if not identities:
+        return []
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid() \
+                and identity(entry / "ns" / "net") in identities:
+            pids.append(int(entry.name))
+    return sorted(pids)
 
 
 # --- iptables rules, found by comment ---------------------------------------------------
@@ -78,6 +98,12 @@ def iptables_rules(comment: str) -> list[str]:
     """`iptables -S` lines of the filter table carrying our comment."""
     out = run("iptables", "-w", "-S", check=False)
     return [line for line in out.splitlines() if f'"{comment}"' in line or f" {comment} " in line]
+
+
+def iptables_comments() -> set[str]:
+    """Every comment on a filter-table rule."""
+    out = run("iptables", "-w", "-S", check=False)
+    return {quoted or bare for quoted, bare in re.findall(r'--comment (?:"([^"]*)"|(\S+))', out)}
 
 
 def iptables_delete(rule_spec: str) -> None:
@@ -90,8 +116,26 @@ def iptables_delete(rule_spec: str) -> None:
 
 # --- processes, mounts, cgroups --------------------------------------------------------
 
-def pids_matching(fragment: str) -> list[int]:
-    """Processes whose command line mentions `fragment` (a lab's state path)."""
+def start_time(pid: int) -> int | None:
+    """When a running process started (clock ticks since boot): with the pid, it tells a
+    process from a later one that got the same pid. None when it is gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return None if fields[0] == "Z" else int(fields[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def command_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
+
+
+def pids_mentioning(fragment: str) -> list[int]:
+    """Processes whose command line mentions `fragment`: for reports only (anyone can write
+    anything on a command line, so it never makes a process ours)."""
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
@@ -156,33 +200,43 @@ def unmount_all(*prefixes: str) -> None:
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
+def cgroup_hierarchy() -> Path:
+    """The hierarchy where a lab's processes are kept and found: the unified one (cgroup v2),
+    else v1's `pids` (it only counts; cpuset would need cpus and mems set before use)."""
+    if (CGROUP_ROOT / "cgroup.controllers").exists():
+        return CGROUP_ROOT
+    for name in ("pids", "unified", "systemd", "memory", "cpu"):
+        if (CGROUP_ROOT / name / "cgroup.procs").exists():
+            return CGROUP_ROOT / name
+    raise HostError(["ls", str(CGROUP_ROOT)], 1, "no cgroup hierarchy mounted to keep processes in")
+
+
 def cgroup_dirs(relative: str) -> list[Path]:
     """Existing cgroup directories named `relative` in every mounted hierarchy (v1 and v2)."""
     candidates = [CGROUP_ROOT / relative] + [d / relative for d in CGROUP_ROOT.iterdir() if d.is_dir()]
     return [c for c in candidates if c.is_dir()]
 
 
-def cgroup_pids(relative: str) -> list[int]:
+def cgroup_pids(base: Path) -> list[int]:
+    """Processes in cgroup `base` and every cgroup below it."""
     pids: set[int] = set()
-    for base in cgroup_dirs(relative):
-        for procs in base.rglob("cgroup.procs"):
-            try:
-                pids.update(int(p) for p in procs.read_text().split())
-            except OSError:
-                pass
+    for procs in base.rglob("cgroup.procs"):
+        try:
+            pids.update(int(p) for p in procs.read_text().split())
+        except OSError:
+            pass
     return sorted(pids)
 
 
-def remove_cgroups(relative: str) -> None:
-    for base in cgroup_dirs(relative):
-        # Children before parents; cgroup dirs are removed with rmdir, never rm -r.
-        for sub in sorted(base.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            if sub.is_dir():
-                try:
-                    sub.rmdir()
-                except OSError:
-                    pass
-        try:
-            base.rmdir()
-        except OSError:
-            pass
+def remove_cgroup(base: Path) -> None:
+    # Children before parents; cgroup dirs are removed with rmdir (only empty ones go).
+    for sub in sorted(base.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        if sub.is_dir():
+            try:
+                sub.rmdir()
+            except OSError:
+                pass
+    try:
+        base.rmdir()
+    except OSError:
+        pass

@@ -8,9 +8,15 @@ Topology of a lab NAME (everything carries the name, so two labs live side by si
       └─ veth ob-NAME-2   <-> eth0 in netns ob-NAME-n2   10.213.0.12  dockerd, hostname NAME-node2
 
 Nodes have only the connected route of the lab subnet: nothing they send can leave it.
-State lives in /run/overlay-bench/NAME (sockets, pid files, logs) and
-/var/lib/overlay-bench/NAME (data roots, lab.json); `down` finds everything again by name.
-`up` is a plan of steps run in order (kind's habit); a failure tears the partial lab down.
+State lives in /run/overlay-bench/NAME (sockets, pid files, logs, the ledger) and
+/var/lib/overlay-bench/NAME (data roots, lab.json), both marked as the lab's.
+
+Names only say where to look: an object is the lab's when it carries the lab's mark (link
+alias, firewall comment, marker file) or its ledger records it with an identity that still
+holds (stacks/local/ownership.py). `up`, `down` and `residue` act on those alone; anything
+else with a lab-like name is left alone and reported, and blocks `up` if `up` needs its name.
+`up` is a plan of steps run in order (kind's habit); a failure or a SIGINT/SIGTERM tears the
+partial lab down. One process at a time changes a lab (a lock per lab).
 """
 from __future__ import annotations
 
@@ -19,9 +25,12 @@ import dataclasses
 import ipaddress
 import json
 import os
+import random
 import re
 import shutil
+import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -29,67 +38,35 @@ from typing import Any, Callable, Iterator
 import docker
 import docker.errors
 
-from common.errors import UserError
 from common.polling import poll
 from common.status import Status
 from stacks import outputs as outputs_schema
-from stacks.local import host
+from stacks.local import host, ownership
+from stacks.local.spec import DEFAULT_SUBNET, NAME_RE, LabError, LabSpec, rate_bits_per_s
 
 RUN_ROOT = Path("/run/overlay-bench")
 DATA_ROOT = Path("/var/lib/overlay-bench")
-DEFAULT_SUBNET = "10.213.0.0/24"
+# Beside the state directories (which `down` removes), in the directory removed last.
+LOCK_ROOT = RUN_ROOT / ".locks"
 OVERLAY_NETWORK = "overlay-bench"
-NAME_RE = re.compile(r"^[a-z0-9]{1,8}$")  # fits interface names: "ob-" + name + "-kv" <= 15
-MODES = ("classic", "swarm")
-MTU_MIN_BYTES, MTU_MAX_BYTES = 1280, 9000
-MIN_SUBNET_ADDRESSES = 64  # a /26: keystore, nodes from .11, room for 50 nodes
 KEYSTORE_ADDRESS_INDEX = 2
 FIRST_NODE_ADDRESS_INDEX = 11
 ENGINE_START_TIMEOUT_S = 40.0
 DOWN_TIMEOUT_S = 10.0
+# Interface indexes we choose for our links, so that a link is recorded (name and index)
+# before it exists; far above the indexes the kernel hands out by itself.
+IFINDEX_RANGE = (1 << 24, 1 << 30)
 # Classic (--cluster-store) mode was removed from the engine in Docker 23.0.
 CLASSIC_MAX_ENGINE_MAJOR = 22
 
 
-class LabError(UserError):
-    """Something the user can fix; the message is one line saying what to do."""
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived while a lab was being brought up (the partial lab is gone
+    unless --retain); a KeyboardInterrupt, so callers that stop on Ctrl-C stop on it too."""
 
-
-@dataclasses.dataclass(frozen=True)
-class LabSpec:
-    name: str
-    nodes: int = 2
-    mode: str = "classic"
-    link_rate: str | None = None
-    mtu_bytes: int = 1500
-    subnet: str = DEFAULT_SUBNET
-
-    def check(self) -> None:
-        if not NAME_RE.match(self.name):
-            raise LabError(f"lab name {self.name!r} must be 1-8 lowercase letters or digits "
-                           "(it is part of interface names, which are limited to 15 characters)")
-        if self.nodes < 2:
-            raise LabError(f"--nodes {self.nodes}: a multi-host network needs at least 2 nodes")
-        if self.nodes > 50:
-            raise LabError(f"--nodes {self.nodes}: at most 50 nodes fit the lab subnet plan")
-        if self.mode not in MODES:
-            raise LabError(f"--mode {self.mode!r} is unknown: use classic or swarm")
-        if not MTU_MIN_BYTES <= self.mtu_bytes <= MTU_MAX_BYTES:
-            raise LabError(f"--mtu {self.mtu_bytes}: choose an MTU between {MTU_MIN_BYTES} and "
-                           f"{MTU_MAX_BYTES} bytes")
-        if self.link_rate is not None:
-            rate_bits_per_s(self.link_rate)
-        net = self.network
-        if net.num_addresses < MIN_SUBNET_ADDRESSES:
-            raise LabError(f"--subnet {self.subnet}: use a /26 or larger")
-
-    @property
-    def network(self) -> ipaddress.IPv4Network:
-        try:
-            return ipaddress.IPv4Network(self.subnet)
-        except ValueError as exc:
-            raise LabError(f"--subnet {self.subnet!r} is not an IPv4 network ({exc}): "
-                           "use for example 10.213.0.0/24") from None
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 # --- names: the one place that says what a lab's things are called ----------------------
@@ -130,8 +107,22 @@ def cgroup_parent(name: str) -> str:
     return f"overlay-bench-{name}"
 
 
-def firewall_comment(name: str) -> str:
+def mark(name: str) -> str:
+    """The lab's mark: alias of its links, comment of its firewall rule."""
     return f"overlay-bench:{name}"
+
+
+def netns_bind(name: str, netns: str) -> Path:
+    """Where the lab keeps its own handle on a namespace: made there first, named after."""
+    return run_dir(name) / "netns" / netns
+
+
+def ledger(name: str) -> ownership.Ledger:
+    return ownership.Ledger(run_dir(name) / "ledger.jsonl")
+
+
+def lock_path(name: str) -> Path:
+    return LOCK_ROOT / f"{name}.lock"
 
 
 def node_socket(name: str, index: int) -> Path:
@@ -146,19 +137,6 @@ def namespace(name: str, node_name: str) -> str:
     if node_name == f"{name}-keystore":
         return keystore_netns(name)
     raise LabError(f"lab {name!r} has no node named {node_name!r}")
-
-
-# --- link rates --------------------------------------------------------------------------
-
-_RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9, "tbit": 10**12}
-
-
-def rate_bits_per_s(rate: str) -> int:
-    """Parse tc's rate syntax (e.g. 1gbit, 500mbit) into bit/s."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?bit)\s*", rate.lower())
-    if not match or float(match.group(1)) <= 0:
-        raise LabError(f"--link-rate {rate!r} is not a rate: use tc units such as 1gbit or 500mbit")
-    return int(float(match.group(1)) * _RATE_UNITS[match.group(2)])
 
 
 # --- preflight ---------------------------------------------------------------------------
@@ -186,10 +164,14 @@ def keystore_kind() -> str:
     return "consul" if shutil.which("consul") else "etcd"
 
 
-def preflight(spec: LabSpec) -> None:
-    spec.check()
+def _require_root(command: str) -> None:
     if os.geteuid() != 0:
-        raise LabError("the local lab needs root (network namespaces, bridges, dockerd): run it with sudo")
+        raise LabError(f"`{command}` of the local lab needs root (network namespaces, links, "
+                       "dockerd): run it with sudo")
+
+
+def preflight(spec: LabSpec) -> None:
+    """Tools, engine and subnet (the caller checked the spec and root)."""
     for tool, package in REQUIRED_TOOLS.items():
         if not shutil.which(tool):
             raise LabError(f"`{tool}` not found: install it with `apt-get install {package}` "
@@ -202,10 +184,6 @@ def preflight(spec: LabSpec) -> None:
         if major > CLASSIC_MAX_ENGINE_MAJOR:
             raise LabError(f"classic mode (--cluster-store) was removed in Docker 23.0 and this "
                            f"engine is {full}: use --mode swarm")
-    bridge = bridge_name(spec.name)
-    if host.link_exists(bridge) and host.link_alias(bridge) != firewall_comment(spec.name):
-        raise LabError(f"a link named {bridge} exists and was not made by overlay-bench: "
-                       "remove it or choose another --name")
     net = spec.network
     for iface, address, prefix in host.root_addresses():
         if ipaddress.IPv4Network(f"{address}/{prefix}", strict=False).overlaps(net):
@@ -222,7 +200,6 @@ class Node:
     netns: str
     veth: str
     address: str
-    role: str
 
     def socket(self, lab: str) -> Path:
         return node_socket(lab, self.index)
@@ -239,12 +216,14 @@ class Lab:
         hosts = list(spec.network.hosts())
         self.nodes = [
             Node(i, node_hostname(spec.name, i), node_netns(spec.name, i), node_veth(spec.name, i),
-                 str(hosts[FIRST_NODE_ADDRESS_INDEX + i - 2]), "manager" if i == 1 else "worker")
+                 str(hosts[FIRST_NODE_ADDRESS_INDEX + i - 2]))
             for i in range(1, spec.nodes + 1)
         ]
         self.keystore_address = str(hosts[KEYSTORE_ADDRESS_INDEX - 1])
         self.keystore = keystore_kind() if spec.mode == "classic" else None
         self.clients: dict[int, docker.DockerClient] = {}
+        self.ledger = ledger(spec.name)
+        self.cgroup_procs: Path | None = None  # where our daemons join the lab's cgroup
 
     @property
     def name(self) -> str:
@@ -264,28 +243,76 @@ class Lab:
 
     # Step: network -----------------------------------------------------------------------
     def create_network(self) -> None:
-        spec, bridge = self.spec, bridge_name(self.name)
+        spec, bridge, lab_mark = self.spec, bridge_name(self.name), mark(self.name)
         prefix = spec.network.prefixlen
-        host.ip("link", "add", bridge, "type", "bridge")
-        # The alias marks the bridge as ours: preflight refuses a foreign bridge of that name.
-        host.ip("link", "set", bridge, "alias", firewall_comment(self.name), "mtu", str(spec.mtu_bytes), "up")
+        self._make_state()
+        self._add_link(bridge, "type", "bridge")
+        host.ip("link", "set", bridge, "alias", lab_mark, "mtu", str(spec.mtu_bytes), "up")
         # A root-namespace dockerd sets FORWARD to DROP and br_netfilter would then drop
         # bridged lab traffic: accept everything that stays on our bridge.
         host.run("iptables", "-w", "-I", "FORWARD", "-i", bridge, "-o", bridge,
-                 "-m", "comment", "--comment", firewall_comment(self.name), "-j", "ACCEPT")
+                 "-m", "comment", "--comment", lab_mark, "-j", "ACCEPT")
         members = [(n.netns, n.veth, n.address) for n in self.nodes]
         if self.keystore:
             members.append((keystore_netns(self.name), keystore_veth(self.name), self.keystore_address))
         for netns, veth, address in members:
-            host.ip("netns", "add", netns)
-            host.ip("link", "add", veth, "mtu", str(spec.mtu_bytes), "type", "veth",
-                    "peer", "name", "eth0", "mtu", str(spec.mtu_bytes), "netns", netns)
-            host.ip("link", "set", veth, "master", bridge, "up")
+            self._add_namespace(netns)
+            self._add_link(veth, "mtu", str(spec.mtu_bytes), "type", "veth",
+                           "peer", "name", "eth0", "mtu", str(spec.mtu_bytes), "netns", netns)
+            host.ip("link", "set", veth, "alias", lab_mark, "master", bridge, "up")
             host.ip("addr", "add", f"{address}/{prefix}", "dev", "eth0", netns=netns)
             host.ip("link", "set", "lo", "up", netns=netns)
             host.ip("link", "set", "eth0", "up", netns=netns)
             if spec.link_rate:
                 self._shape(netns)
+
+    def _make_state(self) -> None:
+        """Marked state directories, the ledger, and the lab's cgroup, before anything else."""
+        for directory in (run_dir(self.name), data_dir(self.name)):
+            try:
+                ownership.mark_dir(directory, self.name)
+            except FileExistsError:
+                raise _blocked(self.name, Foreign("directory", str(directory), f"rm -r {directory}")) from None
+        relative = cgroup_parent(self.name)
+        base = host.cgroup_hierarchy() / relative
+        self.ledger.record("cgroup", relative=relative)  # the claim, before the directory exists
+        # Daemons in a leaf of their own: under cgroup v2 a cgroup with processes in it
+        # cannot have controllers for children, and the engines put containers below base.
+        (base / "daemons").mkdir(parents=True, exist_ok=True)
+        dev, ino = host.identity(base) or (0, 0)
+        self.ledger.record("cgroup", relative=relative, path=str(base), dev=dev, ino=ino)
+        self.cgroup_procs = base / "daemons" / "cgroup.procs"
+
+    def _add_namespace(self, netns: str) -> None:
+        """Made at a path of our own, its identity recorded, and only then given its name."""
+        bind = netns_bind(self.name, netns)
+        bind.parent.mkdir(exist_ok=True)
+        bind.touch()
+        host.run("unshare", f"--net={bind}", "true")
+        dev, ino = host.identity(bind) or (0, 0)
+        self.ledger.record("netns", name=netns, dev=dev, ino=ino)
+        try:
+            # `ip netns attach` names the namespace of a pid: the shell's own, which exec keeps.
+            host.run("nsenter", f"--net={bind}", "--", "sh", "-c", 'exec ip netns attach "$0" "$$"', netns)
+        except host.HostError:
+            if host.netns_identity(netns) not in (None, (dev, ino)):
+                raise _blocked(self.name, Foreign("namespace", netns, f"ip netns delete {netns}")) from None
+            raise
+
+    def _add_link(self, link: str, *args: str) -> None:
+        """`ip link add LINK ...` with an interface index recorded before the link exists."""
+        for _ in range(20):
+            ifindex = random.randrange(*IFINDEX_RANGE)
+            self.ledger.record("link", name=link, ifindex=ifindex)
+            try:
+                host.ip("link", "add", link, "index", str(ifindex), *args)
+                return
+            except host.HostError as exc:
+                if host.link_exists(link):  # someone else took the name meanwhile
+                    raise _blocked(self.name, Foreign("link", link, f"ip link delete {link}")) from None
+                if "File exists" not in exc.stderr:  # else: the index was taken meanwhile
+                    raise
+        raise LabError(f"could not find a free interface index for {link}")
 
     def _shape(self, netns: str) -> None:
         rate = rate_bits_per_s(self.spec.link_rate or "")
@@ -315,8 +342,9 @@ class Lab:
                    "--initial-cluster", f"{self.name}-keystore=http://127.0.0.1:2380"]
             port = 2379
         log = run_dir(self.name) / "keystore.log"
-        proc = _spawn(["nsenter", f"--net=/var/run/netns/{keystore_netns(self.name)}", "--", *cmd], log)
-        _wait_for(lambda: _tcp_open_in(keystore_netns(self.name), addr, port), 20.0,
+        netns = netns_bind(self.name, keystore_netns(self.name))
+        proc = self._spawn(["nsenter", f"--net={netns}", "--", *cmd], log, "keystore")
+        _wait_for(lambda: _tcp_open_in(netns, addr, port), 20.0,
                   lambda: f"the {self.keystore} key-value store did not start: {_tail(log)}", proc)
 
     @property
@@ -361,10 +389,18 @@ class Lab:
         # nsenter (not `ip netns exec`, which remounts /sys and breaks dockerd's cgroup
         # discovery) for the network; its own UTS namespace so each engine has its own
         # hostname: classic gossip and swarm refuse duplicate node names.
-        cmd = ["nsenter", f"--net=/var/run/netns/{node.netns}", "--",
+        cmd = ["nsenter", f"--net={netns_bind(self.name, node.netns)}", "--",
                "unshare", "--uts", "--",
                "sh", "-c", 'hostname "$0" && exec "$@"', node.name, *dockerd]
-        return _spawn(cmd, rdir / "dockerd.log")
+        return self._spawn(cmd, rdir / "dockerd.log", f"dockerd {node.name}")
+
+    def _spawn(self, cmd: list[str], log: Path, what: str) -> subprocess.Popen:
+        """A daemon in the lab's cgroup from its first instruction (so its children are the
+        lab's too, and one killed before we record its pid is still found), pid recorded."""
+        assert self.cgroup_procs is not None, "the lab's state is made in the first step"
+        proc = _spawn(["sh", "-c", 'echo "$$" > "$0" && exec "$@"', str(self.cgroup_procs), *cmd], log)
+        self.ledger.record("process", pid=proc.pid, start=host.start_time(proc.pid), what=what)
+        return proc
 
     def client(self, node: Node) -> docker.DockerClient:
         if node.index not in self.clients:
@@ -418,23 +454,14 @@ class Lab:
 
     # Outputs ---------------------------------------------------------------------------------
     def outputs(self) -> dict[str, Any]:
-        doc = {
-            "schema_version": outputs_schema.SCHEMA_VERSION,
-            "stack": self.name,
-            "provider": "local",
-            "mode": self.spec.mode,
-            "nodes": [
-                {"name": n.name, "role": n.role, "address": n.address,
-                 "docker_host": n.docker_host(self.name), "tls_cert_path": None, "ssh_key_path": None}
-                for n in self.nodes
-            ],
-            "keystore": ({"name": f"{self.name}-keystore", "address": self.keystore_address,
-                          "url": self.keystore_url} if self.keystore else None),
-            "overlay_network": OVERLAY_NETWORK,
-            "link_rate": self.spec.link_rate,
-            "mtu_bytes": self.spec.mtu_bytes,
-        }
-        return outputs_schema.validate(doc)
+        # The first node is the manager: swarm init ran there, the overlay was made there.
+        return outputs_schema.document(
+            stack=self.name, provider="local", mode=self.spec.mode,
+            nodes=[outputs_schema.node(n.name, n.address, n.docker_host(self.name)) for n in self.nodes],
+            keystore=(outputs_schema.keystore(f"{self.name}-keystore", self.keystore_address,
+                                              self.keystore_url) if self.keystore_url else None),
+            overlay_network=OVERLAY_NETWORK, link_rate=self.spec.link_rate,
+            mtu_bytes=self.spec.mtu_bytes)
 
     def close(self) -> None:
         for client in self.clients.values():
@@ -467,9 +494,9 @@ def _wait_for(ready: Callable[[], bool], timeout_s: float, why: Callable[[], str
         raise LabError(why())
 
 
-def _tcp_open_in(netns: str, address: str, port: int) -> bool:
+def _tcp_open_in(netns: Path, address: str, port: int) -> bool:
     # bash's /dev/tcp inside the namespace: no route from the root namespace to the lab.
-    proc = subprocess.run(["nsenter", f"--net=/var/run/netns/{netns}", "--", "bash", "-c",
+    proc = subprocess.run(["nsenter", f"--net={netns}", "--", "bash", "-c",
                            f"exec 3<>/dev/tcp/{address}/{port}"], capture_output=True, timeout=5)
     return proc.returncode == 0
 
@@ -496,10 +523,186 @@ def _write_state(spec: LabSpec, doc: dict[str, Any]) -> None:
 
 
 def _read_state(name: str) -> dict[str, Any] | None:
+    if ownership.dir_owner(data_dir(name), name) != "ours":
+        return None
     try:
         return json.loads(_state_file(name).read_text())
     except (OSError, ValueError):
         return None
+
+
+# --- what is the lab's, and what only looks like it ---------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Foreign:
+    """Something with a lab-like name that the lab did not make: left alone and reported."""
+
+    kind: str  # namespace, link, directory, cgroup, process
+    name: str
+    remove: str  # the command that would remove it
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name}" + (f" ({self.detail})" if self.detail else "")
+
+
+@dataclasses.dataclass
+class _Survey:
+    """Lab `name`'s objects on this machine (by kind), and the look-alikes that are not its."""
+
+    namespaces: list[str]
+    links: list[str]
+    firewall_rules: list[str]
+    processes: list[int]
+    mounts: list[str]
+    cgroups: list[str]
+    directories: list[str]
+    foreign: list[Foreign]
+
+    def residue(self) -> dict[str, list]:
+        found = dataclasses.asdict(self)
+        del found["foreign"]
+        return {kind: items for kind, items in found.items() if items}
+
+
+def _lab_like_link(name: str, ifname: str) -> bool:
+    return ifname == bridge_name(name) or ifname.startswith(f"ob-{name}-")
+
+
+def _survey(name: str, report_processes: bool = False) -> _Survey:
+    """Ours: what carries the lab's mark, or what its ledger records with an identity that
+    still holds. Processes: those it started (pid and start time), those in its cgroup, and
+    those in its namespaces. `report_processes` also looks for others' processes that
+    mention the lab's paths or run in a look-alike namespace (a /proc scan, for reports)."""
+    rdir, ddir = run_dir(name), data_dir(name)
+    owners = {d: ownership.dir_owner(d, name) for d in (rdir, ddir)}
+    book = ledger(name)
+    recorded = (lambda kind: book.entries(kind)) if owners[rdir] == "ours" else (lambda kind: [])
+    foreign: list[Foreign] = [Foreign("directory", str(d), f"rm -r {d}", "no overlay-bench marker")
+                              for d, owner in owners.items() if owner == "foreign"]
+    ours_dirs = [d for d, owner in owners.items() if owner in ("ours", "empty")]
+
+    # Namespaces: the identity recorded when we made it must be the one under its name.
+    made = {(e["name"], (e["dev"], e["ino"])) for e in recorded("netns") if {"name", "dev", "ino"} <= set(e)}
+    named = {ns: host.netns_identity(ns) for ns in host.netns_list() if ns.startswith(f"ob-{name}-")}
+    namespaces = sorted(ns for ns, ident in named.items() if (ns, ident) in made)
+    alive = {ident for ns, ident in made
+             if named.get(ns) == ident or host.identity(netns_bind(name, ns)) == ident}
+    others = {ns: ident for ns, ident in named.items() if ns not in namespaces}
+
+    # Links: our alias, or the name and index the ledger recorded before creating it.
+    made_links = {(e["name"], e["ifindex"]) for e in recorded("link") if {"name", "ifindex"} <= set(e)}
+    links = []
+    for link in host.links():
+        ifname = link["ifname"]
+        if link.get("ifalias") == mark(name) or (ifname, link["ifindex"]) in made_links:
+            links.append(ifname)
+        elif _lab_like_link(name, ifname):
+            foreign.append(Foreign("link", ifname, f"ip link delete {ifname}", "no overlay-bench alias"))
+
+    # Cgroups: the lab claims its name in every hierarchy (the engines make it in each); its
+    # processes are found in the one we made and recorded.
+    claims = recorded("cgroup")
+    cgroup_dirs = [str(d) for d in host.cgroup_dirs(cgroup_parent(name))]
+    if not claims:
+        foreign += [Foreign("cgroup", d, f"rmdir {d}", "not made by overlay-bench") for d in cgroup_dirs]
+        cgroup_dirs = []
+    pids = {e["pid"] for e in recorded("process")
+            if e.get("start") is not None and host.start_time(e["pid"]) == e["start"]}
+    for claim in claims:
+        if {"path", "dev", "ino"} <= set(claim) and host.identity(claim["path"]) == (claim["dev"], claim["ino"]):
+            pids.update(host.cgroup_pids(Path(claim["path"])))
+    pids.update(host.pids_in_netns(alive))
+    pids.discard(os.getpid())
+
+    for ns, ident in sorted(others.items()):
+        inside = host.pids_in_netns({ident}) if ident else []
+        count = f"; {len(inside)} process{'es' if len(inside) > 1 else ''} in it" if inside else ""
+        foreign.append(Foreign("namespace", ns, f"ip netns delete {ns}", f"not made by this lab{count}"))
+        if report_processes:
+            foreign += [Foreign("process", str(pid), f"kill {pid}", f"{host.command_name(pid)}, in namespace {ns}")
+                        for pid in inside if pid not in pids]
+    if report_processes:
+        for directory in (rdir, ddir):
+            foreign += [Foreign("process", str(pid), f"kill {pid}",
+                                f"{host.command_name(pid)}, its command line mentions {directory}/")
+                        for pid in host.pids_mentioning(f"{directory}/") if pid not in pids]
+    return _Survey(
+        namespaces=namespaces,
+        links=sorted(links),
+        firewall_rules=host.iptables_rules(mark(name)),
+        processes=sorted(pids),
+        mounts=host.mounts_under(*map(str, ours_dirs)) if ours_dirs else [],
+        cgroups=cgroup_dirs,
+        directories=[str(d) for d in ours_dirs],
+        foreign=foreign,
+    )
+
+
+def _blocked(name: str, first: Foreign, more: int = 0) -> LabError:
+    also = (f" (and {more} more: see `python -m stacks.local residue --name {name}`)" if more else "")
+    return LabError(f"{first.kind} {first.name} exists and was not made by overlay-bench for lab "
+                    f"{name}: remove it with `{first.remove}`, or choose another --name{also}")
+
+
+def _refuse_blockers(lab: Lab, survey: _Survey) -> None:
+    """Look-alikes whose names `up` needs (or its state directories and cgroup)."""
+    needed = {bridge_name(lab.name)} | {n.netns for n in lab.nodes} | {n.veth for n in lab.nodes}
+    if lab.keystore:
+        needed |= {keystore_netns(lab.name), keystore_veth(lab.name)}
+    blockers = [f for f in survey.foreign if f.kind in ("directory", "cgroup") or f.name in needed]
+    if blockers:
+        raise _blocked(lab.name, blockers[0], len(blockers) - 1)
+
+
+# --- one writer, and interruptions ------------------------------------------------------------
+
+def _remove_empty_roots() -> None:
+    for root in (LOCK_ROOT, RUN_ROOT, DATA_ROOT):
+        try:
+            root.rmdir()  # only when no other lab (or lock) is left
+        except OSError:
+            pass
+
+
+@contextlib.contextmanager
+def _writer(name: str) -> Iterator[None]:
+    """This process is the one changing lab `name`, or LabError at once."""
+    try:
+        with contextlib.ExitStack() as stack:
+            try:
+                # The lock file stays while the lab has anything on the machine.
+                stack.enter_context(ownership.exclusive(lock_path(name),
+                                                        keep=lambda: bool(_survey(name).residue())))
+            except ownership.Busy as busy:
+                who = f"process {busy.pid}" if busy.pid else "another process"
+                raise LabError(f"lab {name} is being changed by {who}: wait for it to finish "
+                               "(or stop that process), then run this again") from None
+            yield
+    finally:
+        _remove_empty_roots()
+
+
+@contextlib.contextmanager
+def _signals(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """SIGINT and SIGTERM go to `handler` meanwhile (only the main thread can set handlers)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def _raise_interrupted(signum: int, _frame: Any) -> None:
+    raise Interrupted(signum)
+
+
+def _ignore(_signum: int, _frame: Any) -> None:
+    """While a partial lab is removed: a second Ctrl-C must not leave half of it behind."""
 
 
 # --- public API -----------------------------------------------------------------------------
@@ -511,30 +714,34 @@ def up(name: str, nodes: int = 2, mode: str = "classic", link_rate: str | None =
     spec = LabSpec(name, nodes, mode, link_rate, mtu_bytes, subnet)
     status = status or Status()
     spec.check()
-    state = _read_state(name)
-    if state and state.get("spec") == dataclasses.asdict(spec) and _healthy(state["outputs"]):
-        with status.step(f"Lab {name} is already up"):
-            pass
-        return state["outputs"]
-    preflight(spec)
-    if residue(name):
-        with status.step("Removing leftovers of an earlier lab"):
-            down(name, status=Status(quiet=True))
-    lab = Lab(spec, status)
-    try:
-        for title, action in lab.steps():
-            with status.step(title):
-                action()
-        doc = lab.outputs()
-        _write_state(spec, doc)
-        return doc
-    except BaseException:
-        if not retain:
-            with status.step("Removing the partial lab"):
-                down(name, status=Status(quiet=True))
-        raise
-    finally:
-        lab.close()
+    _require_root("up")
+    with _writer(name), _signals(_raise_interrupted):
+        state = _read_state(name)
+        if state and state.get("spec") == dataclasses.asdict(spec) and _healthy(state["outputs"]):
+            with status.step(f"Lab {name} is already up"):
+                pass
+            return state["outputs"]
+        preflight(spec)
+        lab = Lab(spec, status)
+        survey = _survey(name)
+        _refuse_blockers(lab, survey)
+        try:
+            if survey.residue():
+                with status.step("Removing leftovers of an earlier lab"):
+                    _remove(name)
+            for title, action in lab.steps():
+                with status.step(title):
+                    action()
+            doc = lab.outputs()
+            _write_state(spec, doc)
+            return doc
+        except BaseException:
+            if not retain:
+                with _signals(_ignore), status.step("Removing the partial lab"):
+                    _remove(name)
+            raise
+        finally:
+            lab.close()
 
 
 @contextlib.contextmanager
@@ -569,6 +776,7 @@ def _healthy(doc: dict[str, Any]) -> bool:
 def status_of(name: str) -> dict[str, Any]:
     """The outputs of a lab that is up; LabError when there is none or it is broken."""
     LabSpec(name).check()
+    _require_root("status")
     state = _read_state(name)
     if not state:
         raise LabError(f"no lab named {name!r} is up: run `python -m stacks.local up --name {name}`")
@@ -578,98 +786,102 @@ def status_of(name: str) -> dict[str, Any]:
     return state["outputs"]
 
 
-def down(name: str, status: Status | None = None) -> None:
-    """Remove everything lab `name` made; a no-op when nothing is there."""
+def down(name: str, status: Status | None = None) -> list[Foreign]:
+    """Remove everything lab `name` made (a no-op when nothing is there); returns the
+    look-alikes it left alone."""
     LabSpec(name).check()
+    _require_root("down")
     status = status or Status()
-    with status.step(f"Removing lab {name}"):
-        # A second pass catches what a dying engine made during the first (seen once: an
-        # overlay sandbox's nsfs mount appearing after the unmount pass).
-        deadline = time.monotonic() + DOWN_TIMEOUT_S
+    with _writer(name), status.step(f"Removing lab {name}"):
+        _remove(name)
+    return foreign(name)
+
+
+def _remove(name: str) -> None:
+    # A second pass catches what a dying engine made during the first (seen once: an
+    # overlay sandbox's nsfs mount appearing after the unmount pass).
+    deadline = time.monotonic() + DOWN_TIMEOUT_S
+    _remove_once(name)
+    while _survey(name).residue() and time.monotonic() < deadline:
+        time.sleep(0.2)
         _remove_once(name)
-        while residue(name) and time.monotonic() < deadline:
-            time.sleep(0.2)
-            _remove_once(name)
-    left = residue(name)
+    left = _survey(name).residue()
     if left:
         raise LabError(f"lab {name} could not be removed completely: {left}")
 
 
 def _remove_once(name: str) -> None:
-    rdir, ddir = str(run_dir(name)), str(data_dir(name))
-    # Engines, containerd, shims, containers (by cgroup), the key-value store, and anything
-    # else still running inside the lab's namespaces.
-    pids = set(host.pids_matching(rdir + "/")) | set(host.pids_matching(ddir + "/"))
-    pids |= set(host.cgroup_pids(cgroup_parent(name)))
-    for netns in _lab_netns(name):
-        pids |= set(host.netns_pids(netns))
-    alive = host.kill_all(sorted(pids))
+    found = _survey(name)
+    alive = host.kill_all(found.processes)
     if alive:
         raise LabError(f"processes {alive} of lab {name} survived SIGKILL: check `ps` for them")
-    # Swarm-mode engines bind-mount namespaces under the exec root and never unmount them;
-    # those mounts would keep the node's namespace (and its veth) alive.
-    host.unmount_all(rdir, ddir)
-    for netns in _lab_netns(name):
+    # Named namespaces first, while our own handles on them (under the run directory) keep
+    # them alive: the identity just checked cannot pass to a new namespace meanwhile.
+    for netns in found.namespaces:
         host.ip("netns", "delete", netns, check=False)
-    for link in _lab_links(name):
+    # Swarm-mode engines bind-mount namespaces under the exec root and never unmount them;
+    # those mounts (and our handles) would keep the namespaces, and their veths, alive.
+    host.unmount_all(*found.directories)
+    for link in found.links:
         host.ip("link", "delete", link, check=False)
-    for rule in host.iptables_rules(firewall_comment(name)):
+    for rule in found.firewall_rules:
         host.iptables_delete(rule)
-    host.remove_cgroups(cgroup_parent(name))
-    shutil.rmtree(rdir, ignore_errors=True)
-    shutil.rmtree(ddir, ignore_errors=True)
-    for root in (RUN_ROOT, DATA_ROOT):
-        try:
-            root.rmdir()  # only when no other lab is left
-        except OSError:
-            pass
-
-
-def _lab_netns(name: str) -> list[str]:
-    return [ns for ns in host.netns_list() if ns.startswith(f"ob-{name}-")]
-
-
-def _lab_links(name: str) -> list[str]:
-    """The lab's bridge (if it carries our alias) and its veths (ob-NAME-N, ob-NAME-kv)."""
-    found = []
-    for link in host.links():
-        ifname = link["ifname"]
-        if ifname == bridge_name(name) and host.link_alias(ifname) == firewall_comment(name):
-            found.append(ifname)
-        elif re.fullmatch(rf"ob-{re.escape(name)}-(\d+|kv)", ifname):
-            found.append(ifname)
-    return found
+    for cgroup in found.cgroups:
+        host.remove_cgroup(Path(cgroup))
+    # The state directories hold the ledger: they go last, once nothing they record is left.
+    left = _survey(name).residue()
+    if set(left) <= {"directories"}:
+        for directory in found.directories:
+            shutil.rmtree(directory, ignore_errors=True)
+    _remove_empty_roots()
 
 
 def residue(name: str) -> dict[str, list]:
     """What lab `name` has on this machine, by kind; empty when nothing is left."""
-    rdir, ddir = str(run_dir(name)), str(data_dir(name))
-    found = {
-        "namespaces": _lab_netns(name),
-        "links": _lab_links(name),
-        "firewall_rules": host.iptables_rules(firewall_comment(name)),
-        "processes": sorted(set(host.pids_matching(rdir + "/")) | set(host.pids_matching(ddir + "/"))
-                            | set(host.cgroup_pids(cgroup_parent(name)))),
-        "mounts": host.mounts_under(rdir, ddir),
-        "cgroups": [str(p) for p in host.cgroup_dirs(cgroup_parent(name))],
-        "directories": [d for d in (rdir, ddir) if os.path.exists(d)],
-    }
-    return {kind: items for kind, items in found.items() if items}
+    LabSpec(name).check()
+    _require_root("residue")
+    return _survey(name).residue()
+
+
+def foreign(name: str) -> list[Foreign]:
+    """Things with lab `name`'s names that it did not make (left alone by up, down, residue)."""
+    LabSpec(name).check()
+    _require_root("residue")
+    return _survey(name, report_processes=True).foreign
 
 
 def list_labs() -> list[str]:
-    """Names of every lab with anything left on this machine."""
+    """Names of every lab with anything left on this machine, found by marks alone: marked
+    state directories, links with a lab's alias, firewall rules with its comment, locks."""
+    _require_root("down --all")
     names = set()
     for root in (RUN_ROOT, DATA_ROOT):
         if root.is_dir():
-            names.update(p.name for p in root.iterdir() if NAME_RE.match(p.name))
-    for ns in host.netns_list():
-        match = re.fullmatch(r"ob-([a-z0-9]{1,8})-(n\d+|kv)", ns)
-        if match:
-            names.add(match.group(1))
-    for link in host.links():
-        match = re.fullmatch(r"ob-([a-z0-9]{1,8})(-\w+)?", link["ifname"])
+            names.update(p.name for p in root.iterdir() if NAME_RE.fullmatch(p.name)
+                         and ownership.dir_owner(p, p.name) in ("ours", "empty"))
+    if LOCK_ROOT.is_dir():
+        names.update(p.stem for p in LOCK_ROOT.glob("*.lock") if NAME_RE.fullmatch(p.stem))
+    marked = re.compile(rf"{re.escape(mark(''))}({NAME_RE.pattern})")
+    for text in [link.get("ifalias") or "" for link in host.links()] + sorted(host.iptables_comments()):
+        match = marked.fullmatch(text)
         if match:
             names.add(match.group(1))
     return sorted(names)
 
+
+def lab_like_names() -> list[str]:
+    """Every name that namespaces, links, state directories or cgroups on this machine look
+    like a lab's under, marked or not: where `down --all` looks for look-alikes to report."""
+    names = set()
+    for text in host.netns_list() + [link["ifname"] for link in host.links()]:
+        match = re.fullmatch(rf"ob-({NAME_RE.pattern})(-.+)?", text)
+        if match:
+            names.add(match.group(1))
+    for root in (RUN_ROOT, DATA_ROOT):
+        if root.is_dir():
+            names.update(p.name for p in root.iterdir() if NAME_RE.fullmatch(p.name))
+    for cgroup in [*host.CGROUP_ROOT.glob("overlay-bench-*"), *host.CGROUP_ROOT.glob("*/overlay-bench-*")]:
+        match = re.fullmatch(rf"overlay-bench-({NAME_RE.pattern})", cgroup.name)
+        if match:
+            names.add(match.group(1))
+    return sorted(names)

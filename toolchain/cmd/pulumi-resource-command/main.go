@@ -1,8 +1,9 @@
 // Command pulumi-resource-command is an offline build of the pulumi-command provider's
-// `command:local:Command` resource, for machines that can reach the Go module proxy but
-// neither get.pulumi.com nor a proxy copy of github.com/pulumi/pulumi-command/provider.
+// `command:local:Command` and `command:remote:Command` resources, for machines that can
+// reach the Go module proxy but neither get.pulumi.com nor a proxy copy of
+// github.com/pulumi/pulumi-command/provider.
 //
-// It follows pulumi-command v1.2.1 where the local stack depends on it:
+// `command:local:Command` follows pulumi-command v1.2.1 where the local stack depends on it:
 //   - create runs `create` (nothing during preview), update runs `update` or else
 //     `create`, delete runs the `delete` stored in state;
 //   - a change to `triggers` replaces the resource (create the new, then delete the old),
@@ -10,10 +11,12 @@
 //   - commands run with `/bin/sh -c` (or `interpreter`) in `dir` with `environment`
 //     added, `stdin` on standard input, PULUMI_COMMAND_STDOUT/STDERR holding the previous
 //     outputs; their output is logged as it comes and stored as `stdout`/`stderr`;
-//   - a failed create still records the resource, so `pulumi destroy` runs its delete.
+//   - a failed create still records the resource, so `pulumi destroy` runs its delete
+//     (1.2.1 returns a plain error there, which the engine does not record).
 //
-// `remote:*` resources and the `local:run` function are not implemented: they fail with
-// a message saying so.
+// `command:remote:Command` is in remote.go, with what it covers and what not.
+// `remote:CopyToRemote`, `remote:CopyFile` and the `local:run` function are not
+// implemented: they fail with a message saying so.
 package main
 
 import (
@@ -111,11 +114,13 @@ func (p *commandProvider) Invoke(_ context.Context, req *pulumirpc.InvokeRequest
 }
 
 func checkType(urn string) error {
-	if t := string(resource.URN(urn).Type()); t != localCommand {
+	if t := string(resource.URN(urn).Type()); t != localCommand && t != remoteCommand {
 		return unsupported(t)
 	}
 	return nil
 }
+
+func isRemote(urn string) bool { return string(resource.URN(urn).Type()) == remoteCommand }
 
 func (p *commandProvider) Check(_ context.Context, req *pulumirpc.CheckRequest) (*pulumirpc.CheckResponse, error) {
 	if err := checkType(req.GetUrn()); err != nil {
@@ -124,6 +129,14 @@ func (p *commandProvider) Check(_ context.Context, req *pulumirpc.CheckRequest) 
 	news, err := plugin.UnmarshalProperties(req.GetNews(), marshal)
 	if err != nil {
 		return nil, err
+	}
+	if isRemote(req.GetUrn()) {
+		checked, failures := checkRemote(news)
+		inputs, err := plugin.MarshalProperties(checked, marshal)
+		if err != nil {
+			return nil, err
+		}
+		return &pulumirpc.CheckResponse{Inputs: inputs, Failures: failures}, nil
 	}
 	var failures []*pulumirpc.CheckFailure
 	for _, key := range []resource.PropertyKey{"create", "update", "delete", "dir", "stdin"} {
@@ -344,7 +357,12 @@ func (p *commandProvider) Create(ctx context.Context, req *pulumirpc.CreateReque
 	}
 	out := state(in, req.GetPreview())
 	if create, ok := str(in, "create"); ok && !req.GetPreview() {
-		if err := p.run(ctx, req.GetUrn(), create, in, out); err != nil {
+		if isRemote(req.GetUrn()) {
+			// As in 1.2.1: a failed remote create is an error, not a partial resource.
+			if err := p.runRemote(ctx, req.GetUrn(), "create", in, out); err != nil {
+				return nil, err
+			}
+		} else if err := p.run(ctx, req.GetUrn(), create, in, out); err != nil {
 			return nil, initFailed(id, out, err)
 		}
 	}
@@ -375,15 +393,28 @@ func (p *commandProvider) Update(ctx context.Context, req *pulumirpc.UpdateReque
 	out := news.Copy()
 	out["stdout"], out["stderr"] = olds["stdout"], olds["stderr"]
 	if !req.GetPreview() {
-		command, ok := str(news, "update")
+		key := resource.PropertyKey("update")
+		command, ok := str(news, key)
 		if !ok {
-			command, ok = str(news, "create")
+			key = "create"
+			command, ok = str(news, key)
 		}
-		if ok {
+		switch {
+		case !ok:
+		case isRemote(req.GetUrn()):
+			// As in 1.2.1: a failed remote update is an error; the engine keeps the old state.
+			if err := p.runRemote(ctx, req.GetUrn(), key, news, out); err != nil {
+				return nil, err
+			}
+		default:
 			if err := p.run(ctx, req.GetUrn(), command, news, out); err != nil {
 				return nil, initFailed(req.GetId(), out, err)
 			}
 		}
+	} else if isRemote(req.GetUrn()) {
+		// Some input changed, so the outputs are not known until the command has run.
+		out["stdout"] = resource.MakeComputed(resource.NewStringProperty(""))
+		out["stderr"] = resource.MakeComputed(resource.NewStringProperty(""))
 	}
 	props, err := plugin.MarshalProperties(out, marshal)
 	if err != nil {
@@ -401,7 +432,12 @@ func (p *commandProvider) Delete(ctx context.Context, req *pulumirpc.DeleteReque
 		return nil, err
 	}
 	if command, ok := str(olds, "delete"); ok {
-		if err := p.run(ctx, req.GetUrn(), command, olds, olds.Copy()); err != nil {
+		if isRemote(req.GetUrn()) {
+			err = p.runRemote(ctx, req.GetUrn(), "delete", olds, olds.Copy())
+		} else {
+			err = p.run(ctx, req.GetUrn(), command, olds, olds.Copy())
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
