@@ -14,6 +14,10 @@ demo: setup
 test: setup
 	scripts/test.sh $(PYTEST_ARGS)
 
+# ruff with pyproject.toml's rules; `make test` runs it first.
+lint: setup
+	.venv/bin/ruff check .
+
 # Remove every lab this project made on this machine (after a crash, say).
 clean-lab: setup
 	$(PY) -m stacks.local down --all

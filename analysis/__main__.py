@@ -65,7 +65,8 @@ def print_table(display, plain: bool) -> None:
 
 
 def run_analysis(args) -> int:
-    from analysis import load, parallel, report, table as tbl
+    from analysis import load, parallel, report
+    from analysis import table as tbl
 
     # Bad paths fail here, before any work.
     load.resolve(args.results)

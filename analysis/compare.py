@@ -11,7 +11,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis import AnalysisError, stats, table as tbl
+from analysis import AnalysisError, stats
+from analysis import table as tbl
 from analysis.load import Session, assign_setups, runs_table
 from bench.results_format import HIGHER_IS_BETTER, TOOL_METRICS
 

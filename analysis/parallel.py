@@ -12,8 +12,8 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import traceback
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Iterator
 
 
 class Serial:
@@ -45,7 +45,7 @@ def _plotter(conn) -> None:
 
 
 class _Drawing:
-    def __init__(self, helpers: "Helpers"):
+    def __init__(self, helpers: Helpers):
         self._helpers = helpers
 
     def result(self) -> list[bytes | None]:

@@ -13,7 +13,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis import stats, table as tbl  # noqa: E402
+from analysis import stats  # noqa: E402
+from analysis import table as tbl
 from bench.results_format import NETWORKS  # noqa: E402
 
 # Enough rows to read; the CSV holds all of them.

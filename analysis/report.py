@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import AnalysisError, stats, table as tbl
+from analysis import AnalysisError, stats
+from analysis import table as tbl
 from analysis.load import LineProblem, Session
 from analysis.parallel import Serial
 
@@ -108,7 +109,7 @@ def render_html(sessions: pd.DataFrame, display: pd.DataFrame, plots: dict, prob
              sessions.to_html(index=False, border=0), "<h2>Comparison</h2>",
              display.to_html(index=False, border=0), f"<pre>{html.escape(NOTES)}</pre>",
              "<h2>2015 reference</h2>", reference_table().to_html(index=False, border=0), "<h2>Plots</h2>"]
-    for name, (title, png) in plots.items():
+    for title, png in plots.values():
         if png:
             data = base64.b64encode(png).decode("ascii")
             parts.append(f"<h3>{html.escape(title)}</h3><img alt='{html.escape(title)}' "

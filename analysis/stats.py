@@ -59,7 +59,8 @@ def t_quantile(df) -> np.ndarray:
     df = np.asarray(df, dtype=float)
     with np.errstate(invalid="ignore"):
         # stdtrit does not take df = inf: the normal quantile is its limit.
-        return np.where(np.isinf(df), special.ndtri(1 - ALPHA / 2), special.stdtrit(np.where(np.isinf(df), 1.0, df), 1 - ALPHA / 2))
+        finite = special.stdtrit(np.where(np.isinf(df), 1.0, df), 1 - ALPHA / 2)
+        return np.where(np.isinf(df), special.ndtri(1 - ALPHA / 2), finite)
 
 
 def welch_p(mean_a, sd_a, n_a, mean_b, sd_b, n_b) -> np.ndarray:

@@ -226,7 +226,11 @@ def display_table(table: pd.DataFrame, compact: bool = False) -> pd.DataFrame:
                 text = ""
                 if not _nan(over):
                     text = f"{fmt(over, sign=True)}% {ci}".strip()
-                    text += " p" + ("" if fmt_p(row[f"{net}_welch_p"]).startswith("<") else "=") + fmt_p(row[f"{net}_welch_p"]) if sig in ("yes", "no") else f" {sig}"
+                    if sig in ("yes", "no"):
+                        p_text = fmt_p(row[f"{net}_welch_p"])
+                        text += " p" + ("" if p_text.startswith("<") else "=") + p_text
+                    else:
+                        text += f" {sig}"
                 out[f"{net} vs host %"] = text
                 continue
             out[f"{net} vs host %"] = fmt(over, sign=True)

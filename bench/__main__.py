@@ -111,7 +111,7 @@ def dry_run(plan: bench_plan.Plan, outputs: dict[str, Any], done: set[str], out=
         out(f"  {case.case_id}{note}")
     runnable = [r for r in runs if static_skip(r.case, outputs) is None]
     est = bench_plan.estimate_s(plan, runnable)
-    order = "shuffled within rounds, seed %d" % plan.seed if plan.shuffle else "interleaved by round"
+    order = f"shuffled within rounds, seed {plan.seed}" if plan.shuffle else "interleaved by round"
     out(f"{len(runs)} runs to do ({len(runnable)} measured), {order}; estimated {est / 60:.1f} min "
         f"({bench_plan.RUN_OVERHEAD_S} s overhead per run)")
 

@@ -8,7 +8,8 @@ import os
 import re
 import socket
 import threading
-from typing import Any, Callable, Iterator, TypeVar
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import docker
 import docker.api.client
@@ -16,7 +17,8 @@ import docker.errors
 import requests.exceptions
 from docker.transport.sshconn import SSHHTTPAdapter
 
-from bench import image as bench_image, tools
+from bench import image as bench_image
+from bench import tools
 from common.errors import UserError
 from common.polling import poll, retry
 

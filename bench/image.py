@@ -18,8 +18,8 @@ import re
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from bench import tools
 from common.errors import UserError

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from bench import tools
 from bench.results_format import DIRECTIONS, NETWORKS, PROTOCOLS, TOOLS
@@ -74,7 +75,7 @@ class Plan:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any]) -> "Plan":
+    def from_json(cls, doc: dict[str, Any]) -> Plan:
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in doc.items() if k in fields})
 

@@ -15,7 +15,8 @@ from typing import Any
 import docker
 import docker.errors
 
-from bench import engines, plan as bench_plan, tools
+from bench import engines, tools
+from bench import plan as bench_plan
 from bench.engines import ENGINE_DOWN, LABEL_SESSION
 from bench.plan import Case, Plan, Run
 from bench.results_format import FORMAT_VERSION, METRIC_FIELDS

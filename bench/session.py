@@ -18,11 +18,14 @@ from typing import Any
 import docker
 import docker.errors
 
-from bench import engines, image as bench_image, plan as bench_plan, results_format, stack as bench_stack, store, tools
+from bench import engines, results_format, store, tools
+from bench import image as bench_image
+from bench import plan as bench_plan
+from bench import stack as bench_stack
 from bench.engines import LABEL_SESSION
 from bench.plan import Case, Plan, Run
 from bench.progress import Progress
-from bench.runner import RunResult, Runner
+from bench.runner import Runner, RunResult
 from common.errors import UserError
 from common.polling import retry
 
@@ -291,7 +294,7 @@ class Session:
     def _cleanup(self) -> None:
         if self.session_id:
             engines.remove_session_containers(self.clients, self.session_id)
-        for node, net in self.created_networks:
+        for _node, net in self.created_networks:
             with contextlib.suppress(Exception):
                 net.remove()
         for c in self.clients.values():

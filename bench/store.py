@@ -13,8 +13,9 @@ import datetime as dt
 import errno
 import json
 import os
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from bench import results_format as fmt
 from common.errors import UserError
@@ -32,11 +33,11 @@ def _os_error(exc: OSError, path: Path) -> StoreError:
 
 
 def utc_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def session_name(stack: str, now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.timezone.utc)
+    now = now or dt.datetime.now(dt.UTC)
     return f"{now:%Y%m%d-%H%M%S}-{stack}"
 
 
@@ -132,7 +133,7 @@ class RunLog:
     def __init__(self, session: Path):
         self.path = session / "runs.jsonl"
         try:
-            self._f = open(self.path, "a")
+            self._f = open(self.path, "a")  # noqa: SIM115 (held open for the session; close() ends it)
         except OSError as exc:
             raise _os_error(exc, self.path) from None
         self._ends_cleanly()
@@ -163,7 +164,7 @@ class RunLog:
         except OSError:
             pass
 
-    def __enter__(self) -> "RunLog":
+    def __enter__(self) -> RunLog:
         return self
 
     def __exit__(self, *exc: Iterable[Any]) -> None:

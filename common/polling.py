@@ -7,7 +7,8 @@ to pass (an engine's key-value store hiccup, a set-up step that was too early).
 from __future__ import annotations
 
 import time
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 T = TypeVar("T")
 

@@ -15,9 +15,11 @@ import dataclasses
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any
 
+from common.errors import UserError
 from stacks import providers
 from stacks.outputs import MODES
 
@@ -29,7 +31,7 @@ PREFIX_RE = re.compile(r"^[a-z][a-z0-9-]{0,30}$")
 DOCKER_NETWORK_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}")
 
 
-class StackError(Exception):
+class StackError(UserError):
     """Something the user can fix (configuration, missing tool); the message says how."""
 
 
@@ -158,7 +160,7 @@ def choice(raw: Mapping[str, Any], key: Key, choices: tuple[str, ...]) -> str:
     return value
 
 
-def listing(raw: Mapping[str, Any], key: Key) -> Optional[list[str]]:
+def listing(raw: Mapping[str, Any], key: Key) -> list[str] | None:
     """A list set with `--path 'key[0]' v` (JSON text) or as one comma-separated value."""
     value = raw.get(key.name)
     if value is None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import jsonschema
 
+from common.errors import UsageError
 from stacks import providers
 
 SCHEMA_VERSION = 1
@@ -103,7 +104,7 @@ SCHEMA: dict[str, Any] = {
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA, format_checker=jsonschema.FormatChecker())
 
 
-class OutputsError(ValueError):
+class OutputsError(UsageError, ValueError):
     """Stack outputs that do not follow the contract; the message says what to fix."""
 
 

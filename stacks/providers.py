@@ -9,7 +9,7 @@ Each provider is one module that defines (kind's `Provider` interface, as a Pyth
     declare(common, settings) -> pulumi.Output[dict]
               its resources; resolves to the outputs document (outputs.document)
 
-Importing this module imports nothing else of the project: `stacks.outputs` (which `bench`
+Importing this module imports nothing else of the project but `common.errors`: `stacks.outputs` (which `bench`
 imports) takes the provider names from here. A provider module is imported when it is
 used, and imports the Pulumi SDKs only in `declare`: reading the configuration or printing
 the table never loads the DigitalOcean SDK.
@@ -22,9 +22,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from common.errors import UsageError
 
 if TYPE_CHECKING:
     import pulumi
@@ -53,7 +56,7 @@ class Provider(Protocol):
     def declare(self, common: Common, settings: Any) -> pulumi.Output[dict]: ...
 
 
-class UnknownProvider(LookupError):
+class UnknownProvider(UsageError, LookupError):
     """A provider name that is not registered: always an error, never a default."""
 
 

@@ -19,7 +19,8 @@ import ipaddress
 import re
 import shlex
 import shutil
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from stacks import config, outputs
 from stacks.config import ConfigError, Key, StackError
@@ -60,8 +61,8 @@ class VirtualBoxSettings:
     consul_image: str = config.CONSUL_IMAGE.default
     memory_mb: int = MEMORY_MB.default
     cpus: int = CPUS.default
-    boot2docker_url: Optional[str] = None
-    hostonly_cidr: Optional[str] = None
+    boot2docker_url: str | None = None
+    hostonly_cidr: str | None = None
 
 
 def parse(raw: Mapping[str, Any], common: config.Common,

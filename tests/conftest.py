@@ -11,7 +11,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests import names, residue as residue_mod  # noqa: E402
+from tests import names
+from tests import residue as residue_mod
 
 
 def require_root() -> None:

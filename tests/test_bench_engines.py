@@ -47,27 +47,23 @@ def test_a_store_hiccup_is_tried_again_and_nothing_else(monkeypatch):
 
 
 def test_answering_names_the_node_and_says_refused_or_down():
-    with pytest.raises(engines.EngineRefused) as refused:
-        with engines.answering("lab-node1"):
-            raise api_error("conflict: port is taken")
+    with pytest.raises(engines.EngineRefused) as refused, engines.answering("lab-node1"):
+        raise api_error("conflict: port is taken")
     assert str(refused.value) == "engine on lab-node1 refused a request: conflict: port is taken"
     assert refused.value.node_down is None and refused.value.exit_code == 1
 
-    with pytest.raises(engines.EngineDown) as down:
-        with engines.answering("lab-node2"):
-            raise requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2))\nmore")
+    with pytest.raises(engines.EngineDown) as down, engines.answering("lab-node2"):
+        raise requests.exceptions.ConnectionError("('Connection aborted.', FileNotFoundError(2))\nmore")
     assert str(down.value) == ("engine on lab-node2 stopped answering: "
                                "('Connection aborted.', FileNotFoundError(2))")
     assert down.value.node_down == "lab-node2" and not down.value.timed_out
 
-    with pytest.raises(engines.EngineDown) as slow:
-        with engines.answering(doing="while preparing"):
-            raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=30)")
+    with pytest.raises(engines.EngineDown) as slow, engines.answering(doing="while preparing"):
+        raise requests.exceptions.ReadTimeout("Read timed out. (read timeout=30)")
     assert str(slow.value) == "an engine stopped answering while preparing: Read timed out. (read timeout=30)"
     assert slow.value.timed_out
 
 
 def test_answering_lets_other_errors_through():
-    with pytest.raises(KeyError):
-        with engines.answering("lab-node1"):
-            raise KeyError("a bug stays a bug")
+    with pytest.raises(KeyError), engines.answering("lab-node1"):
+        raise KeyError("a bug stays a bug")

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import tarfile
 import time
-from pathlib import Path
 
 import docker
 import pytest

@@ -290,8 +290,8 @@ class TestClassic:
 
     @pytest.mark.parametrize("keep_going", [False, True])
     def test_engine_killed_mid_run(self, classic, tmp_path, keep_going):
-        from stacks.local import lab
         from common.status import Status
+        from stacks.local import lab
 
         doc, spec = classic
         client_node = doc["nodes"][1]

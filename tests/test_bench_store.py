@@ -19,7 +19,7 @@ def record(run_id: str, status: str = "ok") -> dict:
 
 
 def test_session_directories_are_never_reused(tmp_path):
-    when = dt.datetime(2026, 11, 26, 13, 5, 1, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2026, 11, 26, 13, 5, 1, tzinfo=dt.UTC)
     first = store.new_session_dir(tmp_path, "lab", when)
     second = store.new_session_dir(tmp_path, "lab", when)
     assert first.name == "20261126-130501-lab"

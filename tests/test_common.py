@@ -16,9 +16,8 @@ def test_status_plain_lines_say_done_or_failed_with_the_duration():
     status = Status(stream=out)
     with status.step("Starting engines (2 nodes)"):
         pass
-    with pytest.raises(KeyError):
-        with status.step("Forming the cluster"):
-            raise KeyError("x")
+    with pytest.raises(KeyError), status.step("Forming the cluster"):
+        raise KeyError("x")
     lines = out.getvalue().splitlines()
     assert re.fullmatch(r"Starting engines \(2 nodes\) \.\.\. done \d+\.\d s", lines[0]), lines
     assert re.fullmatch(r"Forming the cluster \.\.\. FAILED \d+\.\d s", lines[1]), lines

@@ -15,9 +15,9 @@ from pathlib import Path
 import docker
 import pytest
 
+from common.status import Status
 from stacks import outputs
 from stacks.local import lab
-from common.status import Status
 from tests import names, residue
 from tests.conftest import REPO, require_root
 

@@ -13,13 +13,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from stacks.local import lab, ownership
 from common.status import Status
+from stacks.local import lab, ownership
 from tests import names, residue
 from tests.conftest import REPO, require_root
 from tests.test_lab import lab_cli, one_error_line
@@ -72,9 +72,8 @@ def test_lock_refuses_a_second_holder_with_the_first_ones_pid(tmp_path):
         cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(ownership.Busy) as busy:
-            with ownership.exclusive(path, keep=lambda: False):
-                pass
+        with pytest.raises(ownership.Busy) as busy, ownership.exclusive(path, keep=lambda: False):
+            pass
         assert busy.value.pid == holder.pid
     finally:
         holder.kill()

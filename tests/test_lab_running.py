@@ -16,10 +16,10 @@ class Boom(Exception):
 def test_a_failing_block_still_takes_the_lab_down():
     require_root()
     name = names.lab_name("run")
-    with pytest.raises(Boom):
-        with lab.running(name, mode="swarm", subnet=names.subnet(), status=Status(quiet=True)) as doc:
-            assert doc["stack"] == name and lab.status_of(name) == doc
-            raise Boom
+    with pytest.raises(Boom), lab.running(name, mode="swarm", subnet=names.subnet(),
+                                          status=Status(quiet=True)) as doc:
+        assert doc["stack"] == name and lab.status_of(name) == doc
+        raise Boom
     assert lab.residue(name) == {}
     with pytest.raises(lab.LabError, match="no lab named"):
         lab.status_of(name)

@@ -94,8 +94,8 @@ def test_exports_are_the_lab_document_unchanged():
 @pytest.mark.parametrize("mode", ["classic", "swarm"])
 def test_the_lab_makes_its_document_with_the_builder(mode):
     """What the local stack exports is what the lab printed: the builder's document."""
-    from stacks.local import lab, spec
     from common.status import Status
+    from stacks.local import lab, spec
 
     lab_spec = spec.LabSpec("lab7", nodes=3, mode=mode, link_rate="1gbit", mtu_bytes=9000)
     with built_documents() as built:

@@ -12,8 +12,9 @@ import contextlib
 import dataclasses
 import os
 import runpy
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any
 from unittest import mock
 
 import pulumi
@@ -34,7 +35,7 @@ class Declared:
     name: str
     inputs: dict[str, Any]
     urn: str
-    opts: Optional[pulumi.ResourceOptions] = None
+    opts: pulumi.ResourceOptions | None = None
     secret_inputs: tuple[str, ...] = ()
 
 

@@ -4,7 +4,6 @@ machines' TLS certificate directories."""
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from pathlib import Path
 

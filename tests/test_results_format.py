@@ -81,7 +81,7 @@ def test_the_doc_lists_the_modules_values_in_order():
 def test_the_doc_lists_the_identity():
     listed = re.findall(r"^- `([\w.]+)`$", DOC_SECTIONS["Identity"], re.M)
     assert listed == [f"stack_outputs.{k}" for k in fmt.STACK_IDENTITY_FIELDS] + ["tool_versions"]
-    assert fmt.IDENTITY_FIELDS == (*fmt.STACK_IDENTITY_FIELDS, "tool_versions")
+    assert (*fmt.STACK_IDENTITY_FIELDS, "tool_versions") == fmt.IDENTITY_FIELDS
 
 
 def test_a_run_line_round_trips_in_field_order():

@@ -13,8 +13,10 @@ import subprocess
 import time
 from pathlib import Path
 
+from common.errors import UserError
 
-class HostError(RuntimeError):
+
+class HostError(UserError):
     """A host command failed; carries the command and its stderr."""
 
     def __init__(self, cmd: list[str], returncode: int, stderr: str):

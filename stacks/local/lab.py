@@ -32,8 +32,9 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import docker
 import docker.errors
@@ -360,8 +361,9 @@ class Lab:
         deadline = time.monotonic() + ENGINE_START_TIMEOUT_S
         for node in self.nodes:
             log = run_dir(self.name) / f"n{node.index}" / "dockerd.log"
-            _wait_for(lambda: self._ping(node), max(deadline - time.monotonic(), 1.0),
-                      lambda: f"dockerd of {node.name} did not start; its last log lines: {_tail(log)}",
+            _wait_for(lambda node=node: self._ping(node), max(deadline - time.monotonic(), 1.0),
+                      lambda node=node, log=log: f"dockerd of {node.name} did not start; its last log lines: "
+                                                 f"{_tail(log)}",
                       procs[node.index])
 
     def _start_engine(self, node: Node) -> subprocess.Popen:
@@ -449,8 +451,8 @@ class Lab:
         manager.networks.create(OVERLAY_NETWORK, driver="overlay", labels={"overlay-bench.lab": self.name})
         # Global scope: every engine must see it through the store before we say "up".
         for node in self.nodes[1:]:
-            _wait_for(lambda: bool(self.client(node).networks.list(names=[OVERLAY_NETWORK])), 20.0,
-                      lambda: f"{node.name} does not see the overlay network through the key-value store")
+            _wait_for(lambda node=node: bool(self.client(node).networks.list(names=[OVERLAY_NETWORK])), 20.0,
+                      lambda node=node: f"{node.name} does not see the overlay network through the key-value store")
 
     # Outputs ---------------------------------------------------------------------------------
     def outputs(self) -> dict[str, Any]:

@@ -19,8 +19,9 @@ import fcntl
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 MARKER = ".overlay-bench-lab"  # in each state directory: the name of the lab that made it
 

@@ -18,8 +18,9 @@ import dataclasses
 import re
 import shlex
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import TYPE_CHECKING, Any
 
 from stacks import config, outputs
 from stacks.local import spec
@@ -47,10 +48,10 @@ _SPEC_KEYS = {"name": (LAB_NAME, "lab1"), "nodes": (config.NODES, "2"),
 @dataclasses.dataclass(frozen=True)
 class LocalSettings:
     lab_name: str
-    link_rate: Optional[str] = None
+    link_rate: str | None = None
     mtu_bytes: int = 1500
     # None: the lab's default subnet.
-    subnet: Optional[str] = None
+    subnet: str | None = None
 
 
 def default_lab_name(stack: str) -> str:
