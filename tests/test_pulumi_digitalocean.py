@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 class Stack:
-    def __init__(self, root: Path, passphrase: str):
+    def __init__(self, root: Path, passphrase: str, key_passphrase: str = ""):
         self.dir = root / "project"
         self.dir.mkdir(parents=True)
         for name in (*PROJECT_FILES, "Pulumi.digitalocean.yaml"):
@@ -44,7 +44,7 @@ class Stack:
         self.env.update(PULUMI_HOME=str(home), PULUMI_CONFIG_PASSPHRASE=passphrase,
                         DIGITALOCEAN_TOKEN="dop_v1_not_a_real_token")
         self.env.pop("SSH_AUTH_SOCK", None)
-        public, _private = ssh_key_pair(root, "id_ed25519")
+        public, _private = ssh_key_pair(root, "id_ed25519", passphrase=key_passphrase)
         self.run("stack", "init", "digitalocean")
         self.run("config", "set", "--path", "overlay-bench:sshAllowedCidrs[0]", "198.51.100.7/32")
         self.run("config", "set", "overlay-bench:sshPublicKeyPath", str(public))
@@ -88,3 +88,20 @@ def test_with_a_passphrase_the_program_goes_on_to_the_cloud(tmp_path):
     version = plugins.plugin_version("digitalocean", (REPO / "requirements.txt").read_text())
     assert f"no resource plugin 'pulumi-resource-digitalocean' found in the workspace at version " \
            f"v{version}" in " ".join(errors(proc)), text
+
+
+@pytest.mark.parametrize("secret", [True, False])
+def test_a_key_passphrase_is_taken_only_as_a_secret(tmp_path, secret):
+    """The CLI tells the program which keys are secrets: a key's passphrase set with
+    --secret is taken (the program goes on to the cloud), set in the clear it is refused."""
+    stack = Stack(tmp_path, passphrase="correct horse battery staple", key_passphrase="open sesame")
+    stack.run("config", "set", *(["--secret"] if secret else []), "overlay-bench:sshPrivateKeyPassword",
+              "open sesame")
+    proc = stack.run("preview", "--stack", "digitalocean", check=False)
+    found = " ".join(errors(proc))
+    assert proc.returncode != 0
+    if secret:
+        assert "overlay-bench:" not in found and "pulumi-resource-digitalocean" in found, found
+    else:
+        assert "overlay-bench:sshPrivateKeyPassword is set in the clear" in found, found
+    assert "open sesame" not in proc.stdout + proc.stderr
