@@ -16,24 +16,14 @@ import pytest
 from stacks import plugins
 from tests.conftest import REPO
 from tests.test_program_support import ssh_key_pair
-from tests.test_pulumi_local import COMMAND_TIMEOUT_S, PROJECT_FILES, pulumi_env
+from tests.test_pulumi_local import COMMAND_TIMEOUT_S, PROJECT_FILES, copy_project
 
 pytestmark = pytest.mark.slow
 
 
 class Stack:
     def __init__(self, root: Path, passphrase: str, key_passphrase: str = ""):
-        self.dir = root / "project"
-        self.dir.mkdir(parents=True)
-        for name in (*PROJECT_FILES, "Pulumi.digitalocean.yaml"):
-            src = REPO / name
-            if src.is_dir():
-                shutil.copytree(src, self.dir / name, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy(src, self.dir / name)
-        (self.dir / ".venv").symlink_to(REPO / ".venv")
-        (root / "state").mkdir()
-        self.env = pulumi_env(root / "state")
+        self.dir, self.env = copy_project(root, (*PROJECT_FILES, "Pulumi.digitalocean.yaml"))
         # The plugins of this run only: none for DigitalOcean, as after scripts/setup.sh.
         home = root / "pulumi-home"
         (home / "plugins").mkdir(parents=True)
