@@ -380,12 +380,12 @@ def keystore_user_data() -> str:
         ""])
     return _cloud_config({
         # bootcmd runs before write_files and packages, on every boot.
-        "bootcmd": [["sh", "-c", f"mkdir -p {Path(KEYSTORE_ENV_FILE).parent} && "
-                                 f"echo \"{KEYSTORE_ADDRESS_VAR}=$({address})\" > {KEYSTORE_ENV_FILE}"]],
+        "bootcmd": [["sh", "-c", f"mkdir -p {Path(KEYSTORE_ENV_FILE).parent} && a=$({address}) && "
+                                 f"[ -n \"$a\" ] && echo \"{KEYSTORE_ADDRESS_VAR}=$a\" > {KEYSTORE_ENV_FILE}"]],
         # Written before the package is installed: etcd's first start already has it.
         "write_files": [{"path": ETCD_DROP_IN, "permissions": "0644", "content": drop_in}],
         "package_update": True,
-        "packages": ["etcd-server", "curl"],
+        "packages": ["etcd-server"],
         "runcmd": [["systemctl", "daemon-reload"], ["systemctl", "enable", "etcd"],
                    ["systemctl", "restart", "etcd"]],
     })
@@ -460,7 +460,7 @@ def engine_ready_command(store_url: str | None, engine_wait_s: int = ENGINE_WAIT
     return "\n".join(lines)
 
 
-def keystore_ready_command(wait_s: int = ENGINE_WAIT_S) -> str:
+def keystore_ready_command(wait_s: int = ENGINE_WAIT_S, env_file: str = KEYSTORE_ENV_FILE) -> str:
     """Shell run on the key-value droplet: exit 0 once etcd answers its v2 API on the VPC
     address, else exit 1 with etcd's last log line."""
     says = _journal_says("etcd", "level=(error|fatal)|error|fatal")
@@ -468,8 +468,14 @@ def keystore_ready_command(wait_s: int = ENGINE_WAIT_S) -> str:
     return "\n".join([
         "cloud-init status --wait >/dev/null 2>&1",
         f"end=$(( $(date +%s) + {wait_s} ))",
-        f". {KEYSTORE_ENV_FILE} || exit 1",
-        f"until curl -fsS \"http://${KEYSTORE_ADDRESS_VAR}:{port}/v2/keys/\" >/dev/null 2>&1; do",
+        f"if [ -r {env_file} ]; then . {env_file}; fi",
+        f"if [ -z \"${{{KEYSTORE_ADDRESS_VAR}:-}}\" ]; then",
+        f"  echo \"the key-value droplet found no VPC address on {PRIVATE_INTERFACE} at boot "
+        f"({env_file} is missing): etcd has no address to serve\" >&2; exit 1",
+        "fi",
+        # GET /v2/keys/ answers 200 only with the v2 API on (bash's /dev/tcp: no curl needed).
+        f"until timeout 3 bash -c 'exec 3<>/dev/tcp/$0/{port} && printf \"GET /v2/keys/ HTTP/1.0\\r\\n\\r\\n\" >&3 "
+        f"&& head -n 1 <&3' \"${KEYSTORE_ADDRESS_VAR}\" 2>/dev/null | grep -q ' 200 '; do",
         "  if systemctl is-failed --quiet etcd; then",
         f"    echo \"etcd did not start: $({says})\" >&2; exit 1",
         "  fi",

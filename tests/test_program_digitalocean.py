@@ -142,7 +142,7 @@ def test_keystore_runs_debians_etcd_with_the_labs_arguments(base):
     ks = r.mocks.named("keystore")
     assert ks.inputs["userData"].startswith("#cloud-config\n"), ks.urn
     doc = yaml.safe_load(ks.inputs["userData"])
-    assert doc["packages"] == ["etcd-server", "curl"], ks.urn  # no engine, no Consul
+    assert doc["packages"] == ["etcd-server"], ks.urn  # no engine, no Consul
     drop_in = {f["path"]: f["content"] for f in doc["write_files"]}[digitalocean.ETCD_DROP_IN]
     exec_start = [line for line in drop_in.splitlines() if line.startswith("ExecStart=")]
     assert exec_start[0] == "ExecStart=", ks.urn  # Debian's own ExecStart is reset
