@@ -80,6 +80,17 @@ COMMON_KEYS = (PROVIDER, MODE, NODES)
 OVERLAY_NETWORK = Key("overlayNetwork", "overlay-bench",
                       "name of the overlay network the stack creates (the lab always uses "
                       "`overlay-bench`)")
+# The cloud stacks' link MTU: what their machines' interface on the cluster network carries.
+# The overlay is created 50 bytes below it (VXLAN's headers), never at Docker's 1450 default.
+LINK_MTU_MIN_BYTES, LINK_MTU_MAX_BYTES = 1280, 9216
+LINK_MTU = Key("linkMtu", 1500,
+               f"MTU of the machines' interface on the cluster network, {LINK_MTU_MIN_BYTES}-"
+               f"{LINK_MTU_MAX_BYTES}; the overlay network gets 50 bytes less")
+
+
+def link_mtu(raw: Mapping[str, Any]) -> int:
+    """`linkMtu`, checked: a link MTU from IPv6's minimum to the largest jumbo frames."""
+    return integer(raw, LINK_MTU, LINK_MTU_MIN_BYTES, LINK_MTU_MAX_BYTES, example="9000")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -73,19 +73,25 @@ BENCHMARK_PORTS = Key("benchmarkPorts", (5001, 5201, 11111),
 TOKEN = Key("token", None, "API token: `pulumi config set --secret digitalocean:token` (it asks "
             "for the token)", shown="`DIGITALOCEAN_TOKEN` from the environment",
             namespace="digitalocean")
-KEYS = (config.OVERLAY_NETWORK, REGION, SIZE, IMAGE, NAME_PREFIX, VPC_ID, SSH_PUBLIC_KEY_PATH,
-        SSH_PRIVATE_KEY_PATH, SSH_PRIVATE_KEY_PASSWORD, SSH_ALLOWED_CIDRS, ALLOW_SSH_FROM_ANYWHERE,
-        BENCHMARK_PORTS, TOKEN)
+KEYS = (config.OVERLAY_NETWORK, config.LINK_MTU, REGION, SIZE, IMAGE, NAME_PREFIX, VPC_ID,
+        SSH_PUBLIC_KEY_PATH, SSH_PRIVATE_KEY_PATH, SSH_PRIVATE_KEY_PASSWORD, SSH_ALLOWED_CIDRS,
+        ALLOW_SSH_FROM_ANYWHERE, BENCHMARK_PORTS, TOKEN)
 
 # DigitalOcean's images name the VPC interface eth1 (eth0 is public).
 PRIVATE_INTERFACE = "eth1"
-# DigitalOcean's VPC carries 1500-byte frames; overlay containers get 1450 (VXLAN's 50).
-VPC_MTU_BYTES = 1500
 # Networks bench must not try here, and why (the outputs' `unsupported_networks`).
 UNSUPPORTED_NETWORKS = {
     # The SDK's FirewallInboundRuleArgs: protocol "may be one of tcp, udp, or icmp".
     "overlay-encrypted": "DigitalOcean cloud firewalls pass only TCP, UDP and ICMP, and the "
                          "encrypted overlay's data travels as IPsec ESP (IP protocol 50)",
+    # docs.digitalocean.com/products/droplets/details/limits/: "Traffic not matching a
+    # Droplet's IP address/MAC address is restricted" (anti-spoofing).
+    "macvlan": "DigitalOcean drops traffic that does not match a droplet's own IP and MAC "
+               "addresses (droplet limits), and macvlan containers have MAC and IP addresses of "
+               "their own",
+    "ipvlan": "DigitalOcean drops traffic that does not match a droplet's own IP and MAC "
+              "addresses (droplet limits), and ipvlan containers send from IP addresses that are "
+              "not the droplet's",
 }
 # What the stack holds that the passphrase protects (config.require_passphrase).
 SECRETS = "secrets (the DigitalOcean token, your SSH private key, the swarm join token)"
@@ -121,6 +127,8 @@ class DigitalOceanSettings:
     ssh_allowed_cidrs: tuple[str, ...]
     benchmark_ports: tuple[int, ...]
     agent_socket_path: str | None = None
+    # The VPC interface's MTU (linkMtu); the overlay gets 50 bytes less.
+    link_mtu_bytes: int = config.LINK_MTU.default
     ssh_private_key_password: str | None = dataclasses.field(default=None, repr=False)
 
 
@@ -151,7 +159,8 @@ def parse(raw: Mapping[str, Any], common: config.Common,
         vpc_id=_vpc_id(raw), ssh_public_key_path=str(public_path), ssh_public_key=public_key,
         ssh_key_fingerprint=fingerprint, ssh_private_key_path=str(private_path), ssh_login=login,
         agent_socket_path=agent, ssh_private_key_password=password,
-        ssh_allowed_cidrs=_ssh_allowed_cidrs(raw), benchmark_ports=_benchmark_ports(raw))
+        ssh_allowed_cidrs=_ssh_allowed_cidrs(raw), benchmark_ports=_benchmark_ports(raw),
+        link_mtu_bytes=config.link_mtu(raw))
 
 
 # --- the SSH key --------------------------------------------------------------------------
@@ -491,6 +500,21 @@ def keystore_ready_command(wait_s: int = ENGINE_WAIT_S, env_file: str = KEYSTORE
 SWARM_STATE = "docker info --format '{{.Swarm.LocalNodeState}}'"
 
 
+def overlay_network_command(network: str, create_flags: str, link_mtu_bytes: int) -> str:
+    """Shell run on the manager: the VPC interface must have the MTU linkMtu says, then the
+    overlay network is created with 50 bytes less (kept when it exists)."""
+    net = shlex.quote(network)
+    overlay_mtu = outputs.overlay_mtu_bytes(link_mtu_bytes)
+    return (f"mtu=$(cat /sys/class/net/{PRIVATE_INTERFACE}/mtu); if [ \"$mtu\" != {link_mtu_bytes} ]; "
+            f"then echo \"the VPC interface {PRIVATE_INTERFACE} has MTU $mtu, and config "
+            f"{config.NAMESPACE}:{config.LINK_MTU.name} says {link_mtu_bytes}: set it with "
+            f"\\`pulumi config set {config.LINK_MTU.name} $mtu\\`\" >&2; exit 1; fi; "
+            f"for try in $(seq 12); do docker network inspect {net} >/dev/null 2>&1 && exit 0; "
+            f"docker network create -d overlay {create_flags}"
+            f"--opt {outputs.OVERLAY_MTU_OPTION}={overlay_mtu} {net} && exit 0; sleep 5; done; "
+            f"exit 1")
+
+
 # --- resources --------------------------------------------------------------------------------
 
 def firewall_rules(settings: DigitalOceanSettings, cluster_tag: pulumi.Input[str]):
@@ -623,14 +647,11 @@ def declare(common: config.Common, settings: DigitalOceanSettings) -> pulumi.Out
         network_after, create_flags = [swarm_init] + joined, "--attachable "
     else:
         network_after, create_flags = ready, ""
-    net = shlex.quote(common.overlay_network)
     # Classic mode: each engine reached its store before this runs; a failure here prints
     # the engine's own error (docker's stderr) on every try.
     network = remote.Command(
         "overlay-network", connection=ssh(manager),
-        create=(f"for try in $(seq 12); do docker network inspect {net} >/dev/null 2>&1 && exit 0; "
-                f"docker network create -d overlay {create_flags}{net} && exit 0; sleep 5; done; "
-                f"exit 1"),
+        create=overlay_network_command(common.overlay_network, create_flags, settings.link_mtu_bytes),
         opts=pulumi.ResourceOptions(depends_on=network_after))
 
     def document(resolved: dict) -> dict:
@@ -642,8 +663,9 @@ def declare(common: config.Common, settings: DigitalOceanSettings) -> pulumi.Out
                    for i, (public, private) in enumerate(resolved["nodes"], start=1)],
             keystore=(outputs.keystore(f"{prefix}-keystore", kv, classic.store_url(kv))
                       if kv else None),
-            overlay_network=common.overlay_network, link_rate=None, mtu_bytes=VPC_MTU_BYTES,
-            unsupported_networks=UNSUPPORTED_NETWORKS)
+            overlay_network=common.overlay_network, link_rate=None,
+            mtu_bytes=settings.link_mtu_bytes, unsupported_networks=UNSUPPORTED_NETWORKS,
+            underlay_network=None)
 
     return pulumi.Output.all(
         nodes=pulumi.Output.all(*[pulumi.Output.all(n.ipv4_address, n.ipv4_address_private)

@@ -14,10 +14,15 @@ Version history of SCHEMA_VERSION:
   2  unsupported_networks: {network kind: reason} the stack knows cannot work on it (the
      encrypted overlay on DigitalOcean, whose firewalls pass no ESP); bench skips those
      cases up front with the reason. Version 1 documents are still read (as if it were {}).
+  3  underlay_network: where macvlan and ipvlan containers get their addresses (the nodes'
+     cluster interface, its subnet, a range of it no machine uses), or null with both
+     networks in unsupported_networks. Versions 1 and 2 are still read: as null, with
+     macvlan and ipvlan unsupported for want of a range (UNDERLAY_MISSING).
 """
 from __future__ import annotations
 
 import copy
+import ipaddress
 import json
 from typing import Any
 
@@ -26,9 +31,9 @@ import jsonschema
 from common.errors import UsageError
 from stacks import providers
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # The versions this code reads; `validate` brings an older one to the current keys.
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)
 
 PROVIDERS = providers.NAMES
 MODES = ("classic", "swarm")
@@ -46,7 +51,29 @@ KEYS = (
     "link_rate",
     "mtu_bytes",
     "unsupported_networks",
+    "underlay_network",
 )
+
+# VXLAN's bytes per packet (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14): every
+# stack creates its overlay with MTU = link MTU - this, the largest that fits the link
+# unfragmented. Docker's own default is 1450, whatever the link (moby/moby#37855).
+VXLAN_OVERHEAD_BYTES = 50
+# The driver option that sets an overlay network's MTU (`docker network create -o`).
+OVERLAY_MTU_OPTION = "com.docker.network.driver.mtu"
+# The networks that take their addresses from underlay_network.
+UNDERLAY_NETWORKS = ("macvlan", "ipvlan")
+# Why they are skipped on a stack whose outputs predate underlay_network (version 1 or 2).
+UNDERLAY_MISSING = ("the stack's outputs (schema version {version}) declare no address range for "
+                    "macvlan and ipvlan containers: update the stack (pulumi up, or "
+                    "`python -m stacks.local up` again) to get one")
+# Each node gets one equal block of address_range; a block smaller than this is refused
+# (a server or client container, and the previous run's while it is removed).
+MIN_ADDRESSES_PER_NODE = 4
+
+
+def overlay_mtu_bytes(link_mtu_bytes: int) -> int:
+    """The overlay MTU that fits a link of `link_mtu_bytes` (VXLAN_OVERHEAD_BYTES less)."""
+    return link_mtu_bytes - VXLAN_OVERHEAD_BYTES
 
 _NODE = {
     "type": "object",
@@ -112,6 +139,27 @@ SCHEMA: dict[str, Any] = {
             "propertyNames": {"pattern": "^[a-z][a-z0-9-]*$"},
             "additionalProperties": {"type": "string", "minLength": 1},
         },
+        # Where macvlan and ipvlan containers get their addresses, or null when the stack
+        # cannot offer them (both are then in unsupported_networks, with the reason).
+        "underlay_network": {
+            "oneOf": [
+                {"type": "null"},
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["parent_interface", "subnet", "address_range"],
+                    "properties": {
+                        # Each node's interface on the cluster network (the networks' parent).
+                        "parent_interface": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,15}$"},
+                        # The cluster network's subnet (CIDR), which the nodes' addresses are in.
+                        "subnet": {"type": "string", "minLength": 1},
+                        # A CIDR inside subnet that no machine uses; bench gives each node one
+                        # equal block of it, in node order (node_ranges).
+                        "address_range": {"type": "string", "minLength": 1},
+                    },
+                },
+            ]
+        },
     },
 }
 
@@ -124,7 +172,7 @@ class OutputsError(UsageError, ValueError):
 
 # Keys whose value may be null. Pulumi drops a top-level output whose value is None, so
 # `pulumi stack output --json` omits them; readers put them back (see `validate`).
-NULLABLE_KEYS = ("keystore", "link_rate")
+NULLABLE_KEYS = ("keystore", "link_rate", "underlay_network")
 # Keys a document may lack, with the value that stands for them: added after version 1.
 DEFAULTS: dict[str, Any] = {"unsupported_networks": {}}
 
@@ -154,7 +202,58 @@ def validate(outputs: Any) -> dict[str, Any]:
     names = [n["name"] for n in outputs["nodes"]]
     if len(set(names)) != len(names):
         raise OutputsError("stack outputs invalid at nodes: node names must be unique")
+    if outputs["schema_version"] in (1, 2):
+        reason = UNDERLAY_MISSING.format(version=outputs["schema_version"])
+        outputs["unsupported_networks"] = {**{n: reason for n in UNDERLAY_NETWORKS},
+                                           **outputs["unsupported_networks"]}
+    _check_underlay(outputs)
     return outputs
+
+
+def _check_underlay(outputs: dict[str, Any]) -> None:
+    """A range inside the subnet, clear of every node, big enough for each node's block; or
+    null with macvlan and ipvlan said to be unsupported."""
+    underlay = outputs["underlay_network"]
+    if underlay is None:
+        missing = [n for n in UNDERLAY_NETWORKS if n not in outputs["unsupported_networks"]]
+        if missing:
+            raise OutputsError(f"stack outputs invalid at underlay_network: null, yet "
+                               f"{' and '.join(missing)} not in unsupported_networks (declare an "
+                               f"address range, or say why the stack cannot offer them)")
+        return
+    where = "stack outputs invalid at underlay_network"
+    try:
+        subnet = ipaddress.IPv4Network(underlay["subnet"])
+        span = ipaddress.IPv4Network(underlay["address_range"])
+    except ValueError as exc:
+        raise OutputsError(f"{where}: {exc}") from None
+    if not span.subnet_of(subnet):
+        raise OutputsError(f"{where}: address_range {span} is not inside subnet {subnet}")
+    for node in outputs["nodes"]:
+        address = ipaddress.IPv4Address(node["address"])
+        if address not in subnet:
+            raise OutputsError(f"{where}: node {node['name']} ({address}) is not in subnet {subnet}")
+        if address in span:
+            raise OutputsError(f"{where}: address_range {span} holds node {node['name']} ({address})")
+    node_ranges(underlay["address_range"], len(outputs["nodes"]))
+
+
+def node_ranges(address_range: str, nodes: int) -> list[str]:
+    """address_range cut into `nodes` equal blocks (powers of two), the first for the first
+    node: each node's engine hands out addresses of its own block only, so two engines never
+    give out the same address."""
+    span = ipaddress.IPv4Network(address_range)
+    bits = max(0, (nodes - 1).bit_length())
+    if span.num_addresses >> bits < MIN_ADDRESSES_PER_NODE:
+        raise OutputsError(f"stack outputs invalid at underlay_network: address_range {span} gives "
+                           f"{nodes} nodes fewer than {MIN_ADDRESSES_PER_NODE} addresses each: "
+                           f"declare a larger range")
+    return [str(block) for block in list(span.subnets(prefixlen_diff=bits))[:nodes]]
+
+
+def underlay(parent_interface: str, subnet: str, address_range: str) -> dict[str, str]:
+    """underlay_network's value: where macvlan and ipvlan containers get their addresses."""
+    return {"parent_interface": parent_interface, "subnet": subnet, "address_range": address_range}
 
 
 def node(name: str, address: str, docker_host: str, tls_cert_path: str | None = None,
@@ -171,10 +270,12 @@ def keystore(name: str, address: str, url: str) -> dict[str, Any]:
 
 def document(*, stack: str, provider: str, mode: str, nodes: list[dict[str, Any]],
              keystore: dict[str, Any] | None, overlay_network: str, link_rate: str | None,
-             mtu_bytes: int, unsupported_networks: dict[str, str] | None = None) -> dict[str, Any]:
+             mtu_bytes: int, unsupported_networks: dict[str, str] | None = None,
+             underlay_network: dict[str, str] | None = None) -> dict[str, Any]:
     """The outputs document, validated. The first of `nodes` is the manager (swarm manager
     or classic Swarm master), the others are workers. `unsupported_networks` names the
-    network kinds that cannot work on this stack, with the reason."""
+    network kinds that cannot work on this stack, with the reason; `underlay_network`
+    (underlay()) is where macvlan and ipvlan get addresses, None when both are unsupported."""
     doc = {
         "schema_version": SCHEMA_VERSION,
         "stack": stack,
@@ -187,6 +288,7 @@ def document(*, stack: str, provider: str, mode: str, nodes: list[dict[str, Any]
         "link_rate": link_rate,
         "mtu_bytes": mtu_bytes,
         "unsupported_networks": dict(unsupported_networks or {}),
+        "underlay_network": underlay_network,
     }
     return validate(doc)
 

@@ -37,8 +37,11 @@ if TYPE_CHECKING:
 CONSUL_PORT = 8500
 # boot2docker: eth0 is VirtualBox NAT, eth1 the host-only network the machines share.
 CLUSTER_INTERFACE = "eth1"
-# The host-only adapter's MTU (VirtualBox default).
-HOST_ONLY_MTU_BYTES = 1500
+# docker-machine's host-only network when virtualboxHostonlyCidr is not set. Its DHCP server
+# hands out .100 and up (docker/machine drivers/virtualbox: dhcpAddr .100, lower bound .101).
+DEFAULT_HOSTONLY_CIDR = "192.168.99.1/24"
+# macvlan and ipvlan containers: a block below the DHCP range, clear of the host's address.
+UNDERLAY_OFFSET, UNDERLAY_PREFIX_DIFF = 64, 3  # in a /24: .64/27
 REQUIRED_TOOLS = {
     "docker-machine": "install it from https://github.com/docker/machine/releases (archived; "
                       "v0.16.2 is the last release)",
@@ -60,7 +63,7 @@ BOOT2DOCKER_URL = Key("boot2dockerUrl", None,
 HOSTONLY_CIDR = Key("virtualboxHostonlyCidr", None,
                     "`--virtualbox-hostonly-cidr` (see prerequisites)",
                     shown="docker-machine's `192.168.99.1/24`")
-KEYS = (config.OVERLAY_NETWORK, CONSUL_IMAGE, MACHINE_PREFIX, MEMORY_MB, CPUS,
+KEYS = (config.OVERLAY_NETWORK, config.LINK_MTU, CONSUL_IMAGE, MACHINE_PREFIX, MEMORY_MB, CPUS,
         BOOT2DOCKER_URL, HOSTONLY_CIDR)
 
 
@@ -72,6 +75,8 @@ class VirtualBoxSettings:
     cpus: int = CPUS.default
     boot2docker_url: str | None = None
     hostonly_cidr: str | None = None
+    # The host-only adapter's MTU (linkMtu, VirtualBox's default 1500); the overlay gets 50 less.
+    link_mtu_bytes: int = config.LINK_MTU.default
 
 
 def parse(raw: Mapping[str, Any], common: config.Common,
@@ -97,7 +102,25 @@ def parse(raw: Mapping[str, Any], common: config.Common,
         consul_image=CONSUL_IMAGE.get(raw),
         memory_mb=config.integer(raw, MEMORY_MB, 512, 65536),
         cpus=config.integer(raw, CPUS, 1, 64),
-        boot2docker_url=url, hostonly_cidr=hostonly)
+        boot2docker_url=url, hostonly_cidr=hostonly, link_mtu_bytes=config.link_mtu(raw))
+
+
+def underlay(settings: VirtualBoxSettings, nodes: int) -> dict[str, Any]:
+    """macvlan and ipvlan on each machine's host-only interface, with addresses from a
+    block of the host-only network that neither the host nor docker-machine's DHCP uses."""
+    net = ipaddress.IPv4Interface(settings.hostonly_cidr or DEFAULT_HOSTONLY_CIDR).network
+    reason = ""
+    if net.prefixlen > 24:
+        reason = f"the host-only network {net} is smaller than a /24: no room for container addresses"
+    else:
+        span = ipaddress.IPv4Network((int(net.network_address) + UNDERLAY_OFFSET, 24 + UNDERLAY_PREFIX_DIFF))
+        doc = outputs.underlay(CLUSTER_INTERFACE, str(net), str(span))
+        if span.num_addresses >> max(0, (nodes - 1).bit_length()) >= outputs.MIN_ADDRESSES_PER_NODE:
+            return {"underlay_network": doc}
+        reason = (f"{span}, the host-only network's block below docker-machine's DHCP range, is too "
+                  f"small for {nodes} machines' containers")
+    return {"underlay_network": None,
+            "unsupported_networks": dict.fromkeys(outputs.UNDERLAY_NETWORKS, reason)}
 
 
 def check_tools() -> None:
@@ -123,6 +146,9 @@ def machine_create(settings: VirtualBoxSettings, name: str, extra: list[str], se
     if settings.hostonly_cidr:
         # VirtualBox 6.1.28+ only allows 192.168.56.0/21 for host-only networks by default.
         argv += ["--virtualbox-hostonly-cidr", settings.hostonly_cidr]
+    # macvlan containers answer to MAC addresses of their own: the host-only adapter must
+    # pass frames for them (docker-machine's default, deny, drops them).
+    argv += ["--virtualbox-hostonly-nicpromisc", "allow-all"]
     argv += extra + [name]
     q = shlex.quote(name)
     then = f" && {{ {setup}; }} >&2" if setup else ""
@@ -229,9 +255,10 @@ def declare(common: config.Common, settings: VirtualBoxSettings) -> pulumi.Outpu
         create_flags = "--attachable "
 
     net = shlex.quote(common.overlay_network)
+    mtu = f"--opt {outputs.OVERLAY_MTU_OPTION}={outputs.overlay_mtu_bytes(settings.link_mtu_bytes)} "
     network = local.Command("overlay-network", create=(
         f"{on_machine(names[0], f'network inspect {net}')} >/dev/null 2>&1 || "
-        + on_machine(names[0], f"network create -d overlay {create_flags}{net}")),
+        + on_machine(names[0], f"network create -d overlay {create_flags}{mtu}{net}")),
         opts=pulumi.ResourceOptions(depends_on=network_after))
 
     def document(resolved: dict) -> dict:
@@ -242,7 +269,8 @@ def declare(common: config.Common, settings: VirtualBoxSettings) -> pulumi.Outpu
                    for name, (ip, certs) in zip(names, resolved["nodes"])],
             keystore=(outputs.keystore(keystore_name, kv, f"consul://{kv}:{CONSUL_PORT}")
                       if kv else None),
-            overlay_network=common.overlay_network, link_rate=None, mtu_bytes=HOST_ONLY_MTU_BYTES)
+            overlay_network=common.overlay_network, link_rate=None,
+            mtu_bytes=settings.link_mtu_bytes, **underlay(settings, len(names)))
 
     return pulumi.Output.all(
         nodes=pulumi.Output.all(*[_lines(m.stdout, n) for m, n in zip(machines, names)]),

@@ -127,7 +127,7 @@ def test_missing_input(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"schema_version": 3}, "stack outputs have schema_version 3; this overlay-bench reads versions 1, 2"),
+    ({"schema_version": 4}, "stack outputs have schema_version 4; this overlay-bench reads versions 1, 2, 3"),
     ({"overlay_network": ""}, "stack outputs invalid at overlay_network"),
     ({"nodes": []}, "stack outputs invalid at nodes"),
 ])

@@ -187,7 +187,8 @@ def test_readiness_waits_for_the_store_then_for_each_engine_with_its_own_words(b
         deps = [d for d in r.options[f"node{i}-ready"].depends_on or []]
         assert len(deps) == 1, f"{ready.urn} must wait for the key-value store"
     net = r.mocks.named("overlay-network")
-    assert "docker network create -d overlay overlay-bench" in net.inputs["create"], net.urn
+    assert "docker network create -d overlay --opt com.docker.network.driver.mtu=1450 overlay-bench" \
+        in net.inputs["create"], net.urn
     assert secret_value(net.inputs["connection"])["host"] == PUBLIC_IPS["node1"], net.urn
 
 
@@ -196,7 +197,7 @@ def test_classic_outputs_follow_schema(base, keys):
     doc = outputs.validate(r.exports)
     assert tuple(r.exports) == outputs.KEYS
     assert doc["provider"] == "digitalocean" and doc["mode"] == "classic"
-    assert doc["stack"] == "digitalocean" and doc["schema_version"] == 2
+    assert doc["stack"] == "digitalocean" and doc["schema_version"] == 3
     assert doc["keystore"] == {"name": "ob-digitalocean-keystore", "address": PRIVATE_IPS["keystore"],
                                "url": f"etcd://{PRIVATE_IPS['keystore']}:2379"}
     assert doc["nodes"] == [
@@ -212,7 +213,52 @@ def test_classic_outputs_follow_schema(base, keys):
 def test_encrypted_overlay_is_declared_unsupported_with_the_reason(base, mode):
     base["mode"] = mode
     r = run(base)
-    assert r.exports["unsupported_networks"] == {"overlay-encrypted": ESP}
+    unsupported = r.exports["unsupported_networks"]
+    assert set(unsupported) == {"overlay-encrypted", "macvlan", "ipvlan"}
+    assert unsupported["overlay-encrypted"] == ESP
+    # The droplet limits page: traffic not matching a droplet's IP/MAC address is restricted.
+    for network, own in (("macvlan", "MAC and IP addresses of their own"),
+                         ("ipvlan", "IP addresses that are not the droplet's")):
+        assert unsupported[network].startswith("DigitalOcean drops traffic that does not match a "
+                                               "droplet's own IP and MAC addresses"), unsupported
+        assert own in unsupported[network]
+    # No address range offered: the networks are skipped with the reasons above.
+    assert "underlay_network" not in r.exports or r.exports["underlay_network"] is None
+    assert outputs.validate(r.exports)["underlay_network"] is None
+
+
+@pytest.mark.parametrize("mode", ["classic", "swarm"])
+def test_overlay_mtu_is_the_configured_link_mtu_less_vxlan(base, mode):
+    base.update(mode=mode, linkMtu="9000")
+    r = run(base)
+    net = r.mocks.named("overlay-network")
+    create = net.inputs["create"]
+    flags = "--attachable " if mode == "swarm" else ""
+    assert f"docker network create -d overlay {flags}--opt com.docker.network.driver.mtu=8950 " \
+        "overlay-bench" in create, net.urn
+    # The VPC interface must carry what linkMtu says, or the overlay is not made.
+    assert create.startswith('mtu=$(cat /sys/class/net/eth1/mtu); if [ "$mtu" != 9000 ]; then'), net.urn
+    assert outputs.validate(r.exports)["mtu_bytes"] == 9000
+
+
+def test_overlay_network_command_refuses_a_link_mtu_the_interface_does_not_have(tmp_path):
+    """The check on the droplet, run for real against a stand-in /sys."""
+    command = digitalocean.overlay_network_command("overlay-bench", "", 9000)
+    sysfs = tmp_path / "eth1"
+    sysfs.mkdir()
+    (sysfs / "mtu").write_text("1500\n")
+    proc = subprocess.run(["bash", "-c", command.replace("/sys/class/net/eth1", str(sysfs))],
+                          capture_output=True, text=True, timeout=10)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("the VPC interface eth1 has MTU 1500, and config overlay-bench:linkMtu "
+                                   "says 9000: set it with `pulumi config set linkMtu 1500`")
+
+
+@pytest.mark.parametrize("value", ["1279", "9217", "9k"])
+def test_link_mtu_out_of_range_is_one_clear_error(base, value):
+    base["linkMtu"] = value
+    with pytest.raises(Exception, match="config overlay-bench:linkMtu is .*set it with `pulumi config set linkMtu 9000`"):
+        run(base)
 
 
 @pytest.mark.parametrize("mode", ["classic", "swarm"])
@@ -513,7 +559,8 @@ def test_swarm_mode_droplets_and_join(base):
     assert f"--advertise-addr {PRIVATE_IPS['node2']} {PRIVATE_IPS['node1']}:2377" in join.inputs["create"]
 
     net = r.mocks.named("overlay-network")
-    assert "docker network create -d overlay --attachable overlay-bench" in net.inputs["create"], net.urn
+    assert "docker network create -d overlay --attachable --opt com.docker.network.driver.mtu=1450 " \
+        "overlay-bench" in net.inputs["create"], net.urn
 
 
 def test_swarm_outputs_follow_schema(base):

@@ -36,6 +36,7 @@ def lab_document(name: str = "local", nodes: int = 2, mode: str = "classic",
         "keystore": ({"name": f"{name}-keystore", "address": "10.213.0.2",
                       "url": "etcd://10.213.0.2:2379"} if mode == "classic" else None),
         "overlay_network": "overlay-bench", "link_rate": link_rate, "mtu_bytes": mtu_bytes,
+        "underlay_network": outputs.underlay("eth0", "10.213.0.0/24", "10.213.0.128/25"),
     })
 
 

@@ -41,15 +41,15 @@ def tools(tmp_path: Path, monkeypatch) -> Path:
     return bin_dir
 
 
-def stdout(name: str, inputs: dict) -> str:
-    if name in IPS:  # a machine: `docker-machine ip` then the certificate directory
-        return f"Running pre-create checks...\n{IPS[name]}\n{CERTS}/mhs-{name}\n"
+def stdout(name: str, inputs: dict, ips: dict[str, str] = IPS) -> str:
+    if name in ips:  # a machine: `docker-machine ip` then the certificate directory
+        return f"Running pre-create checks...\n{ips[name]}\n{CERTS}/mhs-{name}\n"
     return TOKEN + "\n" if name == "swarm-token" else ""
 
 
-def run(cfg: dict):
+def run(cfg: dict, ips: dict[str, str] = IPS):
     return run_program({"provider": "virtualbox", "machinePrefix": "mhs", **cfg}, "virtualbox",
-                       command_stdout=stdout)
+                       command_stdout=lambda name, inputs: stdout(name, inputs, ips))
 
 
 def create_args(command: str, name: str) -> list[str]:
@@ -63,8 +63,8 @@ def test_classic_machines_are_the_posts_docker_machine_commands(tools):
     r = run({})
     keystore = r.mocks.named("keystore")
     create = keystore.inputs["create"]
-    assert "docker-machine create -d virtualbox --virtualbox-memory 1024 --virtualbox-cpu-count 1 mhs-keystore" \
-        in create, keystore.urn
+    assert ("docker-machine create -d virtualbox --virtualbox-memory 1024 --virtualbox-cpu-count 1 "
+            "--virtualbox-hostonly-nicpromisc allow-all mhs-keystore") in create, keystore.urn
     assert ("(config=$(docker-machine config mhs-keystore) && docker $config run -d --name consul --restart always "
             "-p 8500:8500 -h consul hashicorp/consul:1.22.7 agent -server -bootstrap") in create, keystore.urn
     assert keystore.inputs["delete"] == "docker-machine rm -f -y mhs-keystore", keystore.urn
@@ -95,8 +95,8 @@ def test_classic_machines_are_the_posts_docker_machine_commands(tools):
 
     net = r.mocks.named("overlay-network")
     assert net.inputs["create"].endswith(
-        "(config=$(docker-machine config mhs-node1) && docker $config network create -d overlay overlay-bench)"), \
-        net.urn
+        "(config=$(docker-machine config mhs-node1) && docker $config network create -d overlay "
+        "--opt com.docker.network.driver.mtu=1450 overlay-bench)"), net.urn
 
 
 def test_classic_outputs_from_machine_ip_and_certs(tools):
@@ -122,14 +122,48 @@ def test_exports_are_the_builders_document(tools, mode):
 
 
 def test_machine_options_reach_docker_machine(tools):
+    ips = {name: ip.replace("192.168.99.", "192.168.56.") for name, ip in IPS.items()}
     r = run({"virtualboxMemoryMb": "2048", "virtualboxCpus": "2",
              "boot2dockerUrl": "file:///isos/boot2docker-v19.03.12.iso",
-             "virtualboxHostonlyCidr": "192.168.56.1/24"})
+             "virtualboxHostonlyCidr": "192.168.56.1/24"}, ips)
     for name in ("keystore", "node1", "node2"):
         create = r.mocks.named(name).inputs["create"]
         assert ("--virtualbox-memory 2048 --virtualbox-cpu-count 2 --virtualbox-boot2docker-url "
-                "file:///isos/boot2docker-v19.03.12.iso --virtualbox-hostonly-cidr 192.168.56.1/24") \
-            in create, name
+                "file:///isos/boot2docker-v19.03.12.iso --virtualbox-hostonly-cidr 192.168.56.1/24 "
+                "--virtualbox-hostonly-nicpromisc allow-all") in create, name
+    # macvlan and ipvlan addresses: below docker-machine's DHCP range of the configured network.
+    assert outputs.validate(r.exports)["underlay_network"] == {
+        "parent_interface": "eth1", "subnet": "192.168.56.0/24", "address_range": "192.168.56.64/27"}
+
+
+@pytest.mark.parametrize("mode", ["classic", "swarm"])
+def test_overlay_mtu_is_the_link_mtu_less_vxlan(tools, mode):
+    r = run({"mode": mode, "linkMtu": "9000"})
+    create = r.mocks.named("overlay-network").inputs["create"]
+    assert "network create -d overlay " + ("--attachable " if mode == "swarm" else "") + \
+        "--opt com.docker.network.driver.mtu=8950 overlay-bench" in create, create
+    doc = outputs.validate(r.exports)
+    assert doc["mtu_bytes"] == 9000
+    assert doc["underlay_network"] == {"parent_interface": "eth1", "subnet": "192.168.99.0/24",
+                                       "address_range": "192.168.99.64/27"}
+    assert "macvlan" not in doc["unsupported_networks"] and "ipvlan" not in doc["unsupported_networks"]
+
+
+def test_nine_machines_have_no_room_for_macvlan_addresses(tools):
+    ips = {f"node{i}": f"192.168.99.{100 + i}" for i in range(1, 10)}
+    r = run({"mode": "swarm", "nodes": "9"}, ips)
+    doc = outputs.validate(r.exports)
+    assert doc["underlay_network"] is None
+    assert "too small for 9 machines" in doc["unsupported_networks"]["macvlan"]
+    assert doc["unsupported_networks"]["ipvlan"] == doc["unsupported_networks"]["macvlan"]
+
+
+@pytest.mark.parametrize("value, message", [("1000", "outside 1280..9216"), ("9217", "outside 1280..9216"),
+                                            ("jumbo", "not a whole number")])
+def test_link_mtu_is_checked(tools, value, message):
+    with pytest.raises(Exception, match=f"config overlay-bench:linkMtu is .*{message}: set it with "
+                                        "`pulumi config set linkMtu 9000`"):
+        run({"linkMtu": value})
 
 
 def test_swarm_mode_init_token_join(tools):
@@ -150,7 +184,8 @@ def test_swarm_mode_init_token_join(tools):
     assert TOKEN not in join.inputs["create"], join.urn
     assert virtualbox.on_machine("mhs-node2", f"swarm join --token \"$SWARM_TOKEN\" "
                                  f"--advertise-addr eth1 {IPS['node1']}:2377") in join.inputs["create"], join.urn
-    assert "--attachable overlay-bench" in r.mocks.named("overlay-network").inputs["create"]
+    assert "--attachable --opt com.docker.network.driver.mtu=1450 overlay-bench" in \
+        r.mocks.named("overlay-network").inputs["create"]
     doc = outputs.validate(r.exports)
     assert doc["keystore"] is None and doc["mode"] == "swarm"
     assert TOKEN not in json.dumps(doc)
@@ -271,7 +306,7 @@ def test_a_missing_machine_is_created_and_its_address_and_certificates_printed(m
     log = machines.log()
     assert creates_and_removes(log, "mhs-node1") == (1, 0), log
     assert "docker-machine create -d virtualbox --virtualbox-memory 1024 --virtualbox-cpu-count 1 " \
-           "--swarm mhs-node1" in log
+           "--virtualbox-hostonly-nicpromisc allow-all --swarm mhs-node1" in log
     assert machines.answers("mhs-node1")
 
 

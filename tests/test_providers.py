@@ -131,7 +131,8 @@ def test_program_declares_through_the_registry(example_config, monkeypatch, name
         return pulumi.Output.from_input(outputs.document(
             stack=common.stack, provider=common.provider, mode=common.mode,
             nodes=[outputs.node(f"n{i}", f"10.0.0.{i}", f"unix:///n{i}.sock") for i in (1, 2)],
-            keystore=None, overlay_network=common.overlay_network, link_rate=None, mtu_bytes=1500))
+            keystore=None, overlay_network=common.overlay_network, link_rate=None, mtu_bytes=1500,
+            underlay_network=outputs.underlay("eth0", "10.0.0.0/24", "10.0.0.128/25")))
 
     monkeypatch.setattr(module, "declare", declare)
     r = run_program(example_config[name], stack="st")

@@ -29,6 +29,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       help="shape each node's link with tc, e.g. 1gbit (default: unshaped)")
     p_up.add_argument("--mtu", type=int, default=1500, metavar="BYTES", help="lab link MTU (default 1500)")
     p_up.add_argument("--subnet", default=lab.DEFAULT_SUBNET, help=f"lab subnet (default {lab.DEFAULT_SUBNET})")
+    p_up.add_argument("--overlay-mtu", type=int, default=None, metavar="BYTES",
+                      help="overlay network MTU (default: the link's less VXLAN's 50 bytes); lower "
+                           "only to see what a too-small overlay MTU costs")
     p_up.add_argument("--retain", action="store_true", help="keep a partial lab when up fails (debugging)")
     p_down = sub.add_parser("down", help="remove everything a lab made")
     group = p_down.add_mutually_exclusive_group(required=True)
@@ -68,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             doc = lab.up(args.name, nodes=args.nodes, mode=args.mode, link_rate=args.link_rate,
-                         mtu_bytes=args.mtu, subnet=args.subnet, retain=args.retain)
+                         mtu_bytes=args.mtu, subnet=args.subnet, retain=args.retain,
+                         overlay_mtu_bytes=args.overlay_mtu)
             print(outputs.dumps(doc))
         elif args.command == "status":
             print(outputs.dumps(lab.status_of(args.name)))

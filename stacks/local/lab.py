@@ -51,6 +51,8 @@ DATA_ROOT = Path("/var/lib/overlay-bench")
 # Beside the state directories (which `down` removes), in the directory removed last.
 LOCK_ROOT = RUN_ROOT / ".locks"
 OVERLAY_NETWORK = "overlay-bench"
+# Each node's interface on the lab network (the parent of macvlan and ipvlan networks).
+LAB_INTERFACE = "eth0"
 KEYSTORE_ADDRESS_INDEX = 2
 FIRST_NODE_ADDRESS_INDEX = 11
 ENGINE_START_TIMEOUT_S = 40.0
@@ -439,12 +441,15 @@ class Lab:
 
     def create_overlay(self) -> None:
         manager = self.client(self.nodes[0])
+        # The largest MTU the link carries (Docker's default, 1450, wastes a jumbo link).
+        options = {outputs_schema.OVERLAY_MTU_OPTION: str(self.spec.overlay_mtu)}
         if self.spec.mode == "swarm":
-            manager.networks.create(OVERLAY_NETWORK, driver="overlay", attachable=True,
+            manager.networks.create(OVERLAY_NETWORK, driver="overlay", attachable=True, options=options,
                                     labels={"overlay-bench.lab": self.name})
             return
         try:
-            manager.networks.create(OVERLAY_NETWORK, driver="overlay", labels={"overlay-bench.lab": self.name})
+            manager.networks.create(OVERLAY_NETWORK, driver="overlay", options=options,
+                                    labels={"overlay-bench.lab": self.name})
         except docker.errors.APIError as exc:
             # An engine without its store still runs; its first use of the store fails.
             said = " ".join(str(exc.explanation or exc).split())
@@ -465,12 +470,41 @@ class Lab:
             keystore=(outputs_schema.keystore(f"{self.name}-keystore", self.keystore_address,
                                               self.keystore_url) if self.keystore_url else None),
             overlay_network=OVERLAY_NETWORK, link_rate=self.spec.link_rate,
-            mtu_bytes=self.spec.mtu_bytes)
+            mtu_bytes=self.spec.mtu_bytes, **self.underlay())
+
+    def underlay(self) -> dict[str, Any]:
+        """macvlan and ipvlan on each node's eth0, with addresses from the top of the subnet
+        (above every node's); unsupported when the subnet has no room for them there."""
+        net = self.spec.network
+        span = underlay_range(net, ipaddress.IPv4Address(self.nodes[-1].address), len(self.nodes))
+        if span is None:
+            reason = (f"the lab subnet {net} has no room for container addresses above its "
+                      f"{len(self.nodes)} nodes: use a larger --subnet")
+            return {"underlay_network": None,
+                    "unsupported_networks": dict.fromkeys(outputs_schema.UNDERLAY_NETWORKS, reason)}
+        return {"underlay_network": outputs_schema.underlay(LAB_INTERFACE, str(net), str(span))}
 
     def close(self) -> None:
         for client in self.clients.values():
             client.close()
         self.clients.clear()
+
+
+def underlay_range(net: ipaddress.IPv4Network, last_used: ipaddress.IPv4Address,
+                   nodes: int) -> ipaddress.IPv4Network | None:
+    """The largest block at the top of `net` above `last_used` that gives each of `nodes`
+    nodes at least MIN_ADDRESSES_PER_NODE addresses; None when there is none."""
+    end = int(net.broadcast_address) + 1
+    for prefix in range(net.prefixlen + 1, 31):
+        size = 1 << (32 - prefix)
+        if end - size > int(last_used):
+            span = ipaddress.IPv4Network((end - size, prefix))
+            try:
+                outputs_schema.node_ranges(str(span), nodes)
+            except outputs_schema.OutputsError:
+                return None
+            return span
+    return None
 
 
 # --- process helpers -----------------------------------------------------------------------
@@ -713,9 +747,9 @@ def _ignore(_signum: int, _frame: Any) -> None:
 
 def up(name: str, nodes: int = 2, mode: str = "classic", link_rate: str | None = None,
        mtu_bytes: int = 1500, subnet: str = DEFAULT_SUBNET, status: Status | None = None,
-       retain: bool = False) -> dict[str, Any]:
+       retain: bool = False, overlay_mtu_bytes: int | None = None) -> dict[str, Any]:
     """Bring a lab up (or find it already up with the same spec) and return its outputs."""
-    spec = LabSpec(name, nodes, mode, link_rate, mtu_bytes, subnet)
+    spec = LabSpec(name, nodes, mode, link_rate, mtu_bytes, subnet, overlay_mtu_bytes)
     status = status or Status()
     spec.check()
     _require_root("up")

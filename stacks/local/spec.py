@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from common.errors import UserError
-from stacks.outputs import MODES
+from stacks.outputs import MODES, VXLAN_OVERHEAD_BYTES, overlay_mtu_bytes
 
 DEFAULT_SUBNET = "10.213.0.0/24"
 NAME_RE = re.compile(r"[a-z0-9]{1,8}")  # fits interface names: "ob-" + name + "-kv" <= 15; fullmatch it
@@ -26,7 +26,9 @@ MIN_LINK_RATE_BITS_PER_S = 1000
 
 # field of LabSpec -> the option of `python -m stacks.local up` that sets it
 FLAGS = {"name": "--name", "nodes": "--nodes", "mode": "--mode", "link_rate": "--link-rate",
-         "mtu_bytes": "--mtu", "subnet": "--subnet"}
+         "mtu_bytes": "--mtu", "subnet": "--subnet", "overlay_mtu_bytes": "--overlay-mtu"}
+# The lowest overlay MTU --overlay-mtu takes (IPv6's minimum less VXLAN's 50).
+OVERLAY_MTU_MIN_BYTES = MTU_MIN_BYTES - VXLAN_OVERHEAD_BYTES
 
 
 class LabError(UserError):
@@ -49,6 +51,13 @@ class LabSpec:
     link_rate: str | None = None
     mtu_bytes: int = 1500
     subnet: str = DEFAULT_SUBNET
+    # The overlay network's MTU; None: the largest the link carries (mtu_bytes - 50). Set
+    # lower only to see what a too-small overlay MTU costs (Docker's default is 1450).
+    overlay_mtu_bytes: int | None = None
+
+    @property
+    def overlay_mtu(self) -> int:
+        return self.overlay_mtu_bytes or overlay_mtu_bytes(self.mtu_bytes)
 
     def check(self) -> None:
         """Raise SpecError for the first field out of the lab's limits."""
@@ -66,6 +75,12 @@ class LabSpec:
         if not MTU_MIN_BYTES <= self.mtu_bytes <= MTU_MAX_BYTES:
             raise SpecError("mtu_bytes", self.mtu_bytes, f"choose an MTU between {MTU_MIN_BYTES} "
                             f"and {MTU_MAX_BYTES} bytes")
+        if self.overlay_mtu_bytes is not None and not (
+                OVERLAY_MTU_MIN_BYTES <= self.overlay_mtu_bytes <= overlay_mtu_bytes(self.mtu_bytes)):
+            raise SpecError("overlay_mtu_bytes", self.overlay_mtu_bytes,
+                            f"choose an overlay MTU between {OVERLAY_MTU_MIN_BYTES} and "
+                            f"{overlay_mtu_bytes(self.mtu_bytes)} bytes (the link MTU less VXLAN's "
+                            f"{VXLAN_OVERHEAD_BYTES}), or leave it out")
         if self.link_rate is not None:
             rate_bits_per_s(self.link_rate)
         if self.network.num_addresses < MIN_SUBNET_ADDRESSES:
