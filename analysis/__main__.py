@@ -77,6 +77,9 @@ def run_analysis(args) -> int:
         problems = [p for s in sessions for p in s.problems]
         for problem in problems:
             print(problem, file=sys.stderr)
+        for session in sessions:
+            for warning in session.metadata.get("warnings") or []:
+                print(f"warning: session {session.name}: {warning}", file=sys.stderr)
         setups = load.assign_setups(sessions, args.merge)
         runs = load.runs_table(setups)
         providers = {label: members[0].metadata["stack_outputs"]["provider"] for label, members in setups.items()}

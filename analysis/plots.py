@@ -19,7 +19,8 @@ from bench.results_format import NETWORKS  # noqa: E402
 
 # Enough rows to read; the CSV holds all of them.
 MAX_ROWS = 20
-COLOURS = {"host": "#4C72B0", "overlay": "#DD8452", "overlay-encrypted": "#C44E52", "bridge": "#55A868"}
+COLOURS = {"host": "#4C72B0", "overlay": "#DD8452", "overlay-encrypted": "#C44E52", "bridge": "#55A868",
+           "macvlan": "#8172B3", "ipvlan": "#937860"}
 
 
 def _text_in(labels, fontsize: float) -> float:

@@ -63,8 +63,13 @@ def sessions_table(setups: dict[str, list[Session]], runs: pd.DataFrame) -> pd.D
             c = counts.loc[s.name] if s.name in counts.index else {}
             rows.append({"session": s.shown_path, "stack": label, "setup": s.identity_text(),
                          "runs ok": int(c.get("ok", 0)), "failed": int(c.get("failed", 0)),
-                         "skipped": int(c.get("skipped", 0)), "lines skipped": len(s.problems)})
-    return pd.DataFrame(rows)
+                         "skipped": int(c.get("skipped", 0)), "lines skipped": len(s.problems),
+                         # What bench warned of (an overlay MTU below the link's less 50 bytes).
+                         "warnings": "; ".join(s.metadata.get("warnings") or [])})
+    frame = pd.DataFrame(rows)
+    if not frame.empty and not frame["warnings"].any():
+        frame = frame.drop(columns="warnings")  # a column only when there is something to say
+    return frame
 
 
 def reference_table() -> pd.DataFrame:

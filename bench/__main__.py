@@ -106,7 +106,7 @@ def dry_run(plan: bench_plan.Plan, outputs: dict[str, Any], done: set[str], out=
     for case in cases:
         reason = static_skip(case, outputs)
         note = f"  skipped: {reason}" if reason else ""
-        if not reason and case.network == "overlay-encrypted":
+        if not reason and case.network in ("overlay-encrypted", "macvlan", "ipvlan"):
             note = "  (probed first: skipped if this host cannot carry it)"
         out(f"  {case.case_id}{note}")
     runnable = [r for r in runs if static_skip(r.case, outputs) is None]

@@ -23,6 +23,7 @@ from bench import image as bench_image
 from bench import tools
 from common.errors import UserError
 from common.polling import poll, retry
+from stacks.outputs import OVERLAY_MTU_OPTION, overlay_mtu_bytes
 
 # Seconds an engine call may take before the node counts as unreachable (image loads and
 # waits for a run pass their own timeouts).
@@ -344,6 +345,27 @@ def node_facts(client: docker.DockerClient, node: dict[str, Any], image: str, ov
 
 
 _VERSIONS_SCRIPT = tools.versions_command()
+
+
+def mtu_warnings(nodes: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per node whose overlay MTU is not its link's less VXLAN's 50 bytes: below,
+    every overlay packet carries less than the link could (Docker's default 1450 on a jumbo
+    link); above, VXLAN packets outgrow the link and are fragmented or dropped."""
+    out = []
+    for name, facts in nodes.items():
+        link, overlay = facts.get("host_mtu_bytes"), facts.get("overlay_mtu_bytes")
+        if not link or not overlay:
+            continue
+        fits = overlay_mtu_bytes(link)
+        if overlay < fits:
+            out.append(f"node {name}: overlay MTU {overlay} is {fits - overlay} bytes below the {fits} "
+                       f"its {link}-byte link carries: overlay results understate what the overlay "
+                       f"can do (create the overlay network with -o {OVERLAY_MTU_OPTION}={link})")
+        elif overlay > fits:
+            out.append(f"node {name}: overlay MTU {overlay} is above the {fits} its {link}-byte link "
+                       f"carries: VXLAN packets outgrow the link and are fragmented or dropped "
+                       f"(create the overlay network with -o {OVERLAY_MTU_OPTION}={link})")
+    return out
 
 
 def remove_session_containers(clients: dict[str, docker.DockerClient], session: str,

@@ -22,7 +22,7 @@ READABLE_VERSIONS = (1,)
 
 # ---------------------------------------------------------------- enumerations
 # One order everywhere: the plan's `full` profile, the table's columns, the messages.
-NETWORKS = ("host", "overlay", "overlay-encrypted", "bridge")
+NETWORKS = ("host", "overlay", "overlay-encrypted", "bridge", "macvlan", "ipvlan")
 PROTOCOLS = ("tcp", "udp")
 DIRECTIONS = ("forward", "reverse")  # forward: the client sends to the server
 STATUSES = ("ok", "failed", "skipped")
@@ -63,7 +63,7 @@ ENUM_FIELDS = {"network": NETWORKS, "tool": TOOLS, "protocol": PROTOCOLS,
 
 # ---------------------------------------------------------------- metadata.json
 METADATA_FIELDS = ("format_version", "session", "started_at", "command_line", "seed",
-                   "stack_outputs", "nodes", "image", "tool_versions", "plan")
+                   "stack_outputs", "nodes", "image", "tool_versions", "plan", "warnings")
 # What is recorded of each node, under metadata["nodes"][NODE_NAME].
 NODE_FIELDS = ("engine_version", "kernel", "os", "host_mtu_bytes", "overlay_mtu_bytes")
 

@@ -18,7 +18,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from bench import engines, results_format, store, tools
+from bench import engines, results_format, store, tools, underlay
 from bench import image as bench_image
 from bench import plan as bench_plan
 from bench import stack as bench_stack
@@ -56,6 +56,8 @@ class Summary:
     stopped_reason: str | None = None
     interrupted: bool = False
     wall_s: float = 0.0
+    # What the reader of the results must know (an overlay MTU below what the link carries).
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def lines(self) -> list[str]:
         out = [f"cases: {self.cases}, runs: {self.runs_total} "
@@ -64,6 +66,7 @@ class Summary:
                + (f", set-up retries {self.retried}" if self.retried else "") + ")",
                f"wall time: {self.wall_s:.1f} s",
                f"results: {self.session_dir}"]
+        out += [f"warning: {warning}" for warning in self.warnings]
         if self.stopped_reason:
             out.append(f"stopped: {self.stopped_reason}; continue with --resume {self.session_dir}")
         if self.interrupted:
@@ -154,7 +157,10 @@ class Session:
             store.write_metadata(session_dir, meta)
         log = store.RunLog(session_dir)  # runs.jsonl exists from the start, even if empty
         done = store.done_run_ids(session_dir) if self.resume_dir else set()
-        summary = Summary(session_dir, len(all_cases), len(order), already_done=len(done & {r.run_id for r in order}))
+        summary = Summary(session_dir, len(all_cases), len(order), already_done=len(done & {r.run_id for r in order}),
+                          warnings=meta["warnings"])
+        for warning in meta["warnings"]:
+            self.progress.note(f"warning: {warning}")
         networks = {"overlay": self.outputs["overlay_network"]}
         dynamic_skip: dict[str, str] = {}
         if any(c.network == "overlay-encrypted" and static_skip(c, self.outputs) is None for c in all_cases):
@@ -164,6 +170,17 @@ class Session:
                 networks["overlay-encrypted"] = net
             else:
                 dynamic_skip["overlay-encrypted"] = reason
+        for kind in underlay.NETWORKS:
+            if any(c.network == kind and static_skip(c, self.outputs) is None for c in all_cases):
+                with self._step(f"Probing {kind} on every node"):
+                    made, reason = underlay.prepare(kind, self.outputs, self.clients, self.image_name,
+                                                    self.session_id)
+                self.created_networks += made
+                if reason:
+                    dynamic_skip[kind] = reason
+                    self.progress.note(f"{kind}: skipped, {reason}")
+                else:
+                    networks[kind] = underlay.network_name(kind, self.session_id)
         runner = Runner(self.outputs, self.clients, self.plan, self.image_name, self.session_id, networks)
         todo = [r for r in order if r.run_id not in done]
         total_s = bench_plan.estimate_s(self.plan, todo)
@@ -239,6 +256,7 @@ class Session:
             image={"name": self.image_name, "id": image_id},
             tool_versions=tool_versions,
             plan=self.plan.to_json(),
+            warnings=engines.mtu_warnings(nodes),
         )
 
     def _check_resume(self, now: dict[str, Any]) -> None:

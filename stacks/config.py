@@ -85,7 +85,7 @@ OVERLAY_NETWORK = Key("overlayNetwork", "overlay-bench",
 LINK_MTU_MIN_BYTES, LINK_MTU_MAX_BYTES = 1280, 9216
 LINK_MTU = Key("linkMtu", 1500,
                f"MTU of the machines' interface on the cluster network, {LINK_MTU_MIN_BYTES}-"
-               f"{LINK_MTU_MAX_BYTES}; the overlay network gets 50 bytes less")
+               f"{LINK_MTU_MAX_BYTES}; containers on the overlay get 50 bytes less")
 
 
 def link_mtu(raw: Mapping[str, Any]) -> int:

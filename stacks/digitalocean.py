@@ -502,16 +502,15 @@ SWARM_STATE = "docker info --format '{{.Swarm.LocalNodeState}}'"
 
 def overlay_network_command(network: str, create_flags: str, link_mtu_bytes: int) -> str:
     """Shell run on the manager: the VPC interface must have the MTU linkMtu says, then the
-    overlay network is created with 50 bytes less (kept when it exists)."""
+    overlay network is created for it (containers get 50 bytes less; kept when it exists)."""
     net = shlex.quote(network)
-    overlay_mtu = outputs.overlay_mtu_bytes(link_mtu_bytes)
     return (f"mtu=$(cat /sys/class/net/{PRIVATE_INTERFACE}/mtu); if [ \"$mtu\" != {link_mtu_bytes} ]; "
             f"then echo \"the VPC interface {PRIVATE_INTERFACE} has MTU $mtu, and config "
             f"{config.NAMESPACE}:{config.LINK_MTU.name} says {link_mtu_bytes}: set it with "
             f"\\`pulumi config set {config.LINK_MTU.name} $mtu\\`\" >&2; exit 1; fi; "
             f"for try in $(seq 12); do docker network inspect {net} >/dev/null 2>&1 && exit 0; "
             f"docker network create -d overlay {create_flags}"
-            f"--opt {outputs.OVERLAY_MTU_OPTION}={overlay_mtu} {net} && exit 0; sleep 5; done; "
+            f"--opt {outputs.OVERLAY_MTU_OPTION}={link_mtu_bytes} {net} && exit 0; sleep 5; done; "
             f"exit 1")
 
 

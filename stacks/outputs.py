@@ -55,10 +55,13 @@ KEYS = (
 )
 
 # VXLAN's bytes per packet (outer IPv4 20 + UDP 8 + VXLAN 8 + inner Ethernet 14): every
-# stack creates its overlay with MTU = link MTU - this, the largest that fits the link
-# unfragmented. Docker's own default is 1450, whatever the link (moby/moby#37855).
+# stack creates its overlay so that containers get MTU = link MTU - this, the largest that
+# fits the link unfragmented. Docker's own default is 1450, whatever the link (moby/moby#37855).
 VXLAN_OVERHEAD_BYTES = 50
-# The driver option that sets an overlay network's MTU (`docker network create -o`).
+# The overlay driver's MTU option (`docker network create -o`). Its value is the MTU of the
+# link under the overlay: the driver gives containers VXLAN_OVERHEAD_BYTES less (libnetwork's
+# overlay driver, maxMTU; seen on Docker 20.10: 9000 gives containers 8950). Unset it is
+# 1500, hence 1450 inside whatever the link.
 OVERLAY_MTU_OPTION = "com.docker.network.driver.mtu"
 # The networks that take their addresses from underlay_network.
 UNDERLAY_NETWORKS = ("macvlan", "ipvlan")
@@ -66,9 +69,10 @@ UNDERLAY_NETWORKS = ("macvlan", "ipvlan")
 UNDERLAY_MISSING = ("the stack's outputs (schema version {version}) declare no address range for "
                     "macvlan and ipvlan containers: update the stack (pulumi up, or "
                     "`python -m stacks.local up` again) to get one")
-# Each node gets one equal block of address_range; a block smaller than this is refused
-# (a server or client container, and the previous run's while it is removed).
-MIN_ADDRESSES_PER_NODE = 4
+# Each node gets one equal block of address_range, halved between macvlan and ipvlan; a
+# block smaller than this is refused (per network: a server or client container, and the
+# previous run's while it is removed).
+MIN_ADDRESSES_PER_NODE = 8
 
 
 def overlay_mtu_bytes(link_mtu_bytes: int) -> int:
@@ -238,17 +242,22 @@ def _check_underlay(outputs: dict[str, Any]) -> None:
     node_ranges(underlay["address_range"], len(outputs["nodes"]))
 
 
-def node_ranges(address_range: str, nodes: int) -> list[str]:
+def node_ranges(address_range: str, nodes: int, network: str | None = None) -> list[str]:
     """address_range cut into `nodes` equal blocks (powers of two), the first for the first
     node: each node's engine hands out addresses of its own block only, so two engines never
-    give out the same address."""
+    give out the same address. With `network`, each block's half for it: macvlan the first,
+    ipvlan the second (an engine refuses two networks with one range: "Pool overlaps")."""
     span = ipaddress.IPv4Network(address_range)
     bits = max(0, (nodes - 1).bit_length())
     if span.num_addresses >> bits < MIN_ADDRESSES_PER_NODE:
         raise OutputsError(f"stack outputs invalid at underlay_network: address_range {span} gives "
                            f"{nodes} nodes fewer than {MIN_ADDRESSES_PER_NODE} addresses each: "
                            f"declare a larger range")
-    return [str(block) for block in list(span.subnets(prefixlen_diff=bits))[:nodes]]
+    blocks = list(span.subnets(prefixlen_diff=bits))[:nodes]
+    if network is None:
+        return [str(block) for block in blocks]
+    half = UNDERLAY_NETWORKS.index(network)
+    return [str(list(block.subnets(prefixlen_diff=1))[half]) for block in blocks]
 
 
 def underlay(parent_interface: str, subnet: str, address_range: str) -> dict[str, str]:

@@ -157,7 +157,7 @@ def test_damaged_lines_are_reported_with_file_and_line_and_counted(tmp_path):
     done = analysis(FLAKY, "--out", tmp_path / "out")
     expected = [
         f"{FLAKY}/runs.jsonl:2: skipped: not JSON (Expecting value)",
-        f"{FLAKY}/runs.jsonl:4: skipped: network is not one of host, overlay, overlay-encrypted, bridge",
+        f"{FLAKY}/runs.jsonl:4: skipped: network is not one of host, overlay, overlay-encrypted, bridge, macvlan, ipvlan",
         f"{FLAKY}/runs.jsonl:6: skipped: throughput_mbps is not a number",
         f"{FLAKY}/runs.jsonl:7: skipped: not a JSON object",
         f"{FLAKY}/runs.jsonl:8: skipped: missing network",

@@ -37,8 +37,8 @@ def test_valid_document_round_trips_in_contract_order():
      "underlay_network: null, yet ipvlan not in"),
     (lambda d: d["underlay_network"].update(address_range="10.213.1.0/25"), "is not inside subnet"),
     (lambda d: d["underlay_network"].update(address_range="10.213.0.0/28"), "holds node lab-node1"),
-    (lambda d: d["underlay_network"].update(address_range="10.213.0.128/30"),
-     "gives 2 nodes fewer than 4 addresses each"),
+    (lambda d: d["underlay_network"].update(address_range="10.213.0.128/29"),
+     "gives 2 nodes fewer than 8 addresses each"),
     (lambda d: d["underlay_network"].update(subnet="10.213.0.0/33"), "at underlay_network"),
     (lambda d: d["underlay_network"].update(subnet="10.213.1.0/24", address_range="10.213.1.128/25"),
      r"node lab-node1 \(10.213.0.11\) is not in subnet"),
@@ -105,9 +105,13 @@ def test_node_ranges_split_the_range_in_node_order():
     assert outputs.node_ranges("10.213.0.128/25", 2) == ["10.213.0.128/26", "10.213.0.192/26"]
     assert outputs.node_ranges("10.213.0.128/25", 3) == ["10.213.0.128/27", "10.213.0.160/27",
                                                          "10.213.0.192/27"]
-    assert outputs.node_ranges("192.168.99.64/27", 8)[-1] == "192.168.99.92/30"
-    with pytest.raises(outputs.OutputsError, match="fewer than 4 addresses each"):
-        outputs.node_ranges("192.168.99.64/27", 9)
+    assert outputs.node_ranges("192.168.99.64/27", 4)[-1] == "192.168.99.88/29"
+    with pytest.raises(outputs.OutputsError, match="fewer than 8 addresses each"):
+        outputs.node_ranges("192.168.99.64/27", 5)
+    # Each node's block halved: macvlan the first half, ipvlan the second (one engine
+    # refuses two networks with the same range).
+    assert outputs.node_ranges("10.213.0.128/25", 2, "macvlan") == ["10.213.0.128/27", "10.213.0.192/27"]
+    assert outputs.node_ranges("10.213.0.128/25", 2, "ipvlan") == ["10.213.0.160/27", "10.213.0.224/27"]
 
 
 def test_overlay_mtu_is_the_link_less_vxlan():

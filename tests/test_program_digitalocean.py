@@ -187,7 +187,7 @@ def test_readiness_waits_for_the_store_then_for_each_engine_with_its_own_words(b
         deps = [d for d in r.options[f"node{i}-ready"].depends_on or []]
         assert len(deps) == 1, f"{ready.urn} must wait for the key-value store"
     net = r.mocks.named("overlay-network")
-    assert "docker network create -d overlay --opt com.docker.network.driver.mtu=1450 overlay-bench" \
+    assert "docker network create -d overlay --opt com.docker.network.driver.mtu=1500 overlay-bench" \
         in net.inputs["create"], net.urn
     assert secret_value(net.inputs["connection"])["host"] == PUBLIC_IPS["node1"], net.urn
 
@@ -234,7 +234,7 @@ def test_overlay_mtu_is_the_configured_link_mtu_less_vxlan(base, mode):
     net = r.mocks.named("overlay-network")
     create = net.inputs["create"]
     flags = "--attachable " if mode == "swarm" else ""
-    assert f"docker network create -d overlay {flags}--opt com.docker.network.driver.mtu=8950 " \
+    assert f"docker network create -d overlay {flags}--opt com.docker.network.driver.mtu=9000 " \
         "overlay-bench" in create, net.urn
     # The VPC interface must carry what linkMtu says, or the overlay is not made.
     assert create.startswith('mtu=$(cat /sys/class/net/eth1/mtu); if [ "$mtu" != 9000 ]; then'), net.urn
@@ -559,7 +559,7 @@ def test_swarm_mode_droplets_and_join(base):
     assert f"--advertise-addr {PRIVATE_IPS['node2']} {PRIVATE_IPS['node1']}:2377" in join.inputs["create"]
 
     net = r.mocks.named("overlay-network")
-    assert "docker network create -d overlay --attachable --opt com.docker.network.driver.mtu=1450 " \
+    assert "docker network create -d overlay --attachable --opt com.docker.network.driver.mtu=1500 " \
         "overlay-bench" in net.inputs["create"], net.urn
 
 
