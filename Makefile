@@ -3,7 +3,7 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup cloud-setup demo test lint clean-lab
+.PHONY: setup cloud-setup demo test lint clean-lab mtu-study underlay-study
 
 setup:
 	scripts/setup.sh
@@ -26,3 +26,12 @@ lint: setup
 # Remove every lab this project made on this machine (after a crash, say).
 clean-lab: setup
 	$(PY) -m stacks.local down --all
+
+# What the overlay costs against host at link MTU 1500 and 9000 (unshaped labs), beside the
+# VXLAN bound (docs/mtu.md). Needs root; about 5 minutes.
+mtu-study: setup
+	$(PY) benchmarks/mtu_study.py
+
+# macvlan and ipvlan (and the overlay) against host on a 1 Gbit/s and an unshaped lab.
+underlay-study: setup
+	$(PY) benchmarks/mtu_study.py --networks host,overlay,macvlan,ipvlan --link-rates 1gbit,unshaped --mtus 1500
