@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import subprocess
 import sys
 import tempfile
@@ -138,6 +139,13 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--results", type=Path, help="keep the sessions here (default: a temporary directory)")
     args = parser.parse_args()
+
+    def interrupted(signum, frame):
+        raise KeyboardInterrupt  # the lab's `with` removes it (and bench's run is stopped)
+
+    # SIGTERM, and SIGINT even when started in the background (which ignores it), remove the lab.
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     NETWORKS_ARG[:] = args.networks.split(",")
     if "host" not in NETWORKS_ARG:
         parser.error("--networks must include host: every figure is against host")
