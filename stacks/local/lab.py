@@ -39,6 +39,7 @@ from typing import Any
 import docker
 import docker.errors
 
+from common import locks
 from common.polling import poll
 from common.status import Status
 from stacks import outputs as outputs_schema
@@ -674,11 +675,10 @@ def _writer(name: str) -> Iterator[None]:
         with contextlib.ExitStack() as stack:
             try:
                 # The lock file stays while the lab has anything on the machine.
-                stack.enter_context(ownership.exclusive(lock_path(name),
-                                                        keep=lambda: bool(_survey(name).residue())))
-            except ownership.Busy as busy:
-                who = f"process {busy.pid}" if busy.pid else "another process"
-                raise LabError(f"lab {name} is being changed by {who}: wait for it to finish "
+                stack.enter_context(locks.exclusive(lock_path(name),
+                                                    keep=lambda: bool(_survey(name).residue())))
+            except locks.Busy as busy:
+                raise LabError(f"lab {name} is being changed by {busy.holder()}: wait for it to finish "
                                "(or stop that process), then run this again") from None
             yield
     finally:
