@@ -6,6 +6,7 @@ containers pinned to the nodes, and stores each run as it completes under --resu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from bench import stack as bench_stack
 from bench import store
 from bench.plan import PlanError
 from bench.progress import Progress
+from bench.results_format import DONE_STATUSES
 from bench.session import Session, static_skip
 from common.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, UserError
 
@@ -116,36 +118,59 @@ def dry_run(plan: bench_plan.Plan, outputs: dict[str, Any], done: set[str], out=
         f"({bench_plan.RUN_OVERHEAD_S} s overhead per run)")
 
 
+def _resumed(resume: Path, args: argparse.Namespace, held: contextlib.ExitStack) -> tuple[
+        dict[str, Any], bench_plan.Plan, set[str]]:
+    """A session to resume, checked as a dry run checks it: its metadata, its plan, and which
+    runs are done. Unless this is a dry run, this process becomes the session's one writer
+    first (`held` keeps the lock): another process running it is refused at once."""
+    meta = store.read_metadata(resume)
+    try:
+        plan = bench_plan.Plan.from_json(meta["plan"])
+    except (PlanError, TypeError, ValueError) as exc:
+        raise store.SessionInputError(f"{resume / 'metadata.json'}: plan is not one this bench can run "
+                                      f"({exc}): start a new session") from None
+    if _matrix_given(args) and _plan_from_args(args).to_json() != plan.to_json():
+        raise PlanError(f"--resume {resume} runs the plan stored there: drop the matrix options")
+    bench_stack.validate(meta["stack_outputs"], source=f"{resume / 'metadata.json'}: stack_outputs")
+    if not args.dry_run:
+        held.enter_context(store.writer(resume))
+    runs, damaged = store.read_runs(resume)
+    for line in damaged:
+        print(f"bench: {line}", file=sys.stderr)
+    if damaged:
+        print(f"bench: {len(damaged)} damaged line(s) of {resume / 'runs.jsonl'} left in place; their "
+              "runs count as not done", file=sys.stderr)
+    return meta, plan, {r["run_id"] for r in runs if r["status"] in DONE_STATUSES}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    try:
-        meta = None
-        resume = Path(args.resume) if args.resume else None
-        if resume is not None:
-            meta = store.read_metadata(resume)
-            plan = bench_plan.Plan.from_json(meta["plan"])
-            if _matrix_given(args) and _plan_from_args(args).to_json() != plan.to_json():
-                raise PlanError(f"--resume {resume} runs the plan stored there: drop the matrix options")
-        else:
-            plan = _plan_from_args(args)
-        outputs = _outputs(args, meta)
-        bench_plan.node_pairs([n["name"] for n in outputs["nodes"]], plan.pairs)
-        if args.dry_run:
-            dry_run(plan, outputs, store.done_run_ids(resume) if resume else set())
-            return 0
-        image_name = args.image or (meta["image"]["name"] if meta else bench_image.IMAGE_NAME)
-        session = Session(outputs, plan, Path(args.results), image_name=image_name,
-                          use_builtin_image=image_name == bench_image.IMAGE_NAME,
-                          keep_going=args.keep_going, command_line=["python", "-m", "bench", *argv],
-                          resume_dir=resume, progress=Progress(enabled=not args.quiet))
-        summary = session.run()
-    except UserError as exc:
-        print(f"bench: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("bench: interrupted before any run; nothing was measured", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    with contextlib.ExitStack() as held:
+        try:
+            meta, done = None, set()
+            resume = Path(args.resume) if args.resume else None
+            if resume is not None:
+                meta, plan, done = _resumed(resume, args, held)
+            else:
+                plan = _plan_from_args(args)
+            outputs = _outputs(args, meta)
+            bench_plan.node_pairs([n["name"] for n in outputs["nodes"]], plan.pairs)
+            if args.dry_run:
+                dry_run(plan, outputs, done)
+                return 0
+            image_name = args.image or (meta["image"]["name"] if meta else bench_image.IMAGE_NAME)
+            session = Session(outputs, plan, Path(args.results), image_name=image_name,
+                              use_builtin_image=image_name == bench_image.IMAGE_NAME,
+                              keep_going=args.keep_going, command_line=["python", "-m", "bench", *argv],
+                              resume_dir=resume, progress=Progress(enabled=not args.quiet))
+            summary = session.run()
+        except UserError as exc:
+            print(f"bench: {exc}", file=sys.stderr)
+            return exc.exit_code
+        except KeyboardInterrupt:
+            print("bench: interrupted before any run; nothing was measured", file=sys.stderr)
+            return EXIT_INTERRUPTED
     for line in summary.lines():
         print(line)
     if summary.interrupted:

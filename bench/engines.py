@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import os
 import re
+import secrets
 import socket
 import threading
 from collections.abc import Callable, Iterator
@@ -26,6 +27,16 @@ from common.polling import poll, retry
 # waits for a run pass their own timeouts).
 API_TIMEOUT_S = 30
 LABEL_SESSION = "overlay-bench.session"
+# Which process made a container: each bench process removes only its own (two processes may
+# share a session name, e.g. a new session and another started in the same second, before the
+# second one's directory gets its suffix).
+LABEL_PROCESS = "overlay-bench.process"
+PROCESS_TOKEN = f"{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def labels(session: str, **more: str) -> dict[str, str]:
+    """The labels of everything a bench process creates: its session and this process."""
+    return {LABEL_SESSION: session, LABEL_PROCESS: PROCESS_TOKEN, **more}
 
 T = TypeVar("T")
 
@@ -186,7 +197,7 @@ def run_in(client: docker.DockerClient, image: str, command: list[str], *, sessi
            timeout_s: float = API_TIMEOUT_S, **kwargs: Any) -> str:
     """Run a short command in a labelled container, return its stdout; always removes it."""
     ctr = client.containers.run(image, command, detach=True,
-                                labels={LABEL_SESSION: session, "overlay-bench.role": "probe"}, **kwargs)
+                                labels=labels(session, **{"overlay-bench.role": "probe"}), **kwargs)
     try:
         result = ctr.wait(timeout=timeout_s)
         out = ctr.logs(stdout=True, stderr=True).decode(errors="replace")
@@ -281,14 +292,17 @@ _VERSIONS_SCRIPT = tools.versions_command()
 
 
 def remove_session_containers(clients: dict[str, docker.DockerClient], session: str,
-                              timeout_s: float = 10) -> list[str]:
-    """Remove every container of the session on every engine that still answers.
+                              timeout_s: float = 10, any_process: bool = False) -> list[str]:
+    """Remove every container of the session this process made, on every engine that still
+    answers; with `any_process`, those of earlier processes of the session too (only the
+    session's one writer may ask that: store.writer says no other process runs it).
 
     Returns the nodes that could not be cleaned (engine gone)."""
     unreachable = []
+    wanted = [f"{LABEL_SESSION}={session}"] + ([] if any_process else [f"{LABEL_PROCESS}={PROCESS_TOKEN}"])
 
     def clean(name: str, client: docker.DockerClient) -> None:
-        label = {"label": f"{LABEL_SESSION}={session}"}
+        label = {"label": wanted}  # every one of them
 
         def none_left() -> bool:
             ctrs = client.containers.list(all=True, sparse=True, filters=label)

@@ -126,7 +126,7 @@ def test_invalid_outputs(tmp_path, change, message):
 
 def test_resume_of_a_directory_that_is_no_session(tmp_path, outputs_file):
     res = bench("--outputs", str(outputs_file), "--resume", str(tmp_path))
-    assert res.returncode == 1
+    assert res.returncode == 2
     assert res.stderr.strip() == f"bench: {tmp_path} is not a results session (no metadata.json)"
 
 

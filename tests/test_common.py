@@ -116,10 +116,10 @@ def test_every_error_a_user_can_fix_derives_from_the_base():
     from bench.plan import PlanError
     from bench.session import SessionError
     from bench.stack import StackError
-    from bench.store import StoreError
+    from bench.store import SessionInputError, StoreError
     from stacks.local.lab import LabError
 
-    usage = (PlanError, StackError, AnalysisError)
+    usage = (PlanError, StackError, AnalysisError, SessionInputError)
     environment = (EngineError, ImageError, StoreError, SessionError, LabError)
     for cls in usage:
         assert issubclass(cls, errors.UsageError) and cls("x").exit_code == 2, cls
