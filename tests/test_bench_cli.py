@@ -31,8 +31,8 @@ def outputs_doc(**changes) -> dict:
     return doc
 
 
-def bench(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def bench(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=120)
 
