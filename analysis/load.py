@@ -22,15 +22,8 @@ from bench import results_format as fmt
 RUN_COLUMNS = fmt.RUN_FIELDS[1:]
 
 
-@dataclass(frozen=True)
-class LineProblem:
-    """A runs.jsonl line that was skipped, with where it is and why."""
-    path: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: skipped: {self.reason}"
+# A runs.jsonl line that was skipped, with where it is and why.
+LineProblem = fmt.DamagedLine
 
 
 @dataclass
@@ -99,23 +92,15 @@ def resolve(paths: list[str], default_root: str = "results") -> list[tuple[Path,
 def read_metadata(path: Path, shown: str) -> dict[str, Any]:
     meta_path = f"{shown}/metadata.json"
     try:
-        metadata = fmt.loads((path / "metadata.json").read_bytes().decode("utf-8"))
+        return fmt.parse_metadata((path / "metadata.json").read_bytes())
     except OSError as exc:
         raise AnalysisError(f"cannot read {meta_path}: {exc.strerror or exc}") from None
-    except UnicodeDecodeError:
-        raise AnalysisError(f"{meta_path} is not UTF-8 text: the session is damaged; leave it out") from None
-    except json.JSONDecodeError as exc:
-        raise AnalysisError(f"{meta_path} is not JSON ({exc}): the session is damaged; "
-                            "re-run `python -m bench` or leave this session out") from None
-    version = metadata.get("format_version") if isinstance(metadata, dict) else None
-    if isinstance(metadata, dict) and version not in fmt.READABLE_VERSIONS:
-        raise AnalysisError(f"{meta_path} has format_version {version!r}; this analysis reads "
-                            f"version {fmt.FORMAT_VERSION}: use the overlay-bench that wrote it")
-    problem = fmt.metadata_problem(metadata)
-    if problem:
-        raise AnalysisError(f"{meta_path}: {problem} (see docs/results-format.md): the session is "
-                            "damaged; leave it out or repair the file")
-    return metadata
+    except fmt.UnreadableVersion as exc:
+        raise AnalysisError(f"{meta_path} has format_version {exc.version!r}; this analysis reads "
+                            f"version {fmt.FORMAT_VERSION}: use the overlay-bench that wrote it") from None
+    except fmt.FormatError as exc:
+        raise AnalysisError(f"{meta_path}: {exc} (see docs/results-format.md): the session is "
+                            "damaged; leave it out or repair the file") from None
 
 
 # A runs.jsonl larger than this is parsed half here, half in a worker process (JSON decoding

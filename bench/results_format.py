@@ -9,6 +9,7 @@ and docs/results-format.md together.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
@@ -120,6 +121,18 @@ def run_line(record: dict[str, Any]) -> str:
 #   6. each POSITIVE_FIELDS value above zero
 STRING_FIELDS = ("run_id", "server_node", "client_node")
 POSITIVE_FIELDS = ("streams", "duration_s")
+
+
+@dataclasses.dataclass(frozen=True)
+class DamagedLine:
+    """A runs.jsonl line that is not a valid run: where it is and why. Readers report it as
+    `FILE:LINE: skipped: REASON`, leave it in place and never count it."""
+    path: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: skipped: {self.reason}"
 
 
 class NonFinite:
@@ -245,6 +258,31 @@ NODE_TYPES = {
     "host_mtu_bytes": (_whole_or_null, "a whole number or null"),
     "overlay_mtu_bytes": (_whole_or_null, "a whole number or null"),
 }
+
+
+class UnreadableVersion(FormatError):
+    """A metadata.json of a format version this reader does not take (`version`)."""
+
+    def __init__(self, version: Any):
+        super().__init__(f"format_version {version!r}")
+        self.version = version
+
+
+def parse_metadata(data: bytes) -> dict[str, Any]:
+    """metadata.json's document; FormatError saying why it is not one a reader can use (not
+    UTF-8, not JSON, the fields of metadata_problem), UnreadableVersion for another version."""
+    try:
+        doc = loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise FormatError("not UTF-8 text") from None
+    except ValueError as exc:
+        raise FormatError(f"not JSON ({exc})") from None
+    if isinstance(doc, dict) and doc.get("format_version") not in READABLE_VERSIONS:
+        raise UnreadableVersion(doc.get("format_version"))
+    problem = metadata_problem(doc)
+    if problem:
+        raise FormatError(problem)
+    return doc
 
 
 def metadata_problem(doc: Any) -> str | None:

@@ -10,7 +10,6 @@ run that was in flight.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import errno
 import json
@@ -108,33 +107,16 @@ def read_metadata(session: Path) -> dict[str, Any]:
     except OSError as exc:
         raise SessionInputError(f"cannot read {path}: {exc.strerror or exc}") from None
     try:
-        doc = fmt.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise SessionInputError(f"{path} is not UTF-8 text: this session cannot be resumed") from None
-    except json.JSONDecodeError as exc:
-        raise SessionInputError(f"{path} is not JSON ({exc}): this session cannot be resumed") from None
-    if isinstance(doc, dict) and doc.get("format_version") not in fmt.READABLE_VERSIONS:
-        raise SessionInputError(f"{path} has format_version {doc.get('format_version')!r}; this "
-                                f"bench writes version {fmt.FORMAT_VERSION}")
-    problem = fmt.metadata_problem(doc)
-    if problem:
-        raise SessionInputError(f"{path}: {problem} (see docs/results-format.md): this session "
-                                "cannot be resumed; start a new one")
-    return doc
+        return fmt.parse_metadata(data)
+    except fmt.UnreadableVersion as exc:
+        raise SessionInputError(f"{path} has format_version {exc.version!r}; this bench writes "
+                                f"version {fmt.FORMAT_VERSION}") from None
+    except fmt.FormatError as exc:
+        raise SessionInputError(f"{path}: {exc} (see docs/results-format.md): this session cannot "
+                                "be resumed; start a new one") from None
 
 
-@dataclasses.dataclass(frozen=True)
-class Damaged:
-    """A runs.jsonl line that is not a valid run: left in place, its run not counted as done."""
-    path: Path
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: skipped: {self.reason}"
-
-
-def read_runs(session: Path) -> tuple[list[dict[str, Any]], list[Damaged]]:
+def read_runs(session: Path) -> tuple[list[dict[str, Any]], list[fmt.DamagedLine]]:
     """The valid runs of runs.jsonl, and its damaged lines (bench/results_format.py's checks).
 
     A damaged line anywhere (cut short by a crash, not UTF-8, not an object, a field missing or
@@ -157,11 +139,11 @@ def read_runs(session: Path) -> tuple[list[dict[str, Any]], list[Damaged]]:
         try:
             record = fmt.parse_run_line(line)
         except fmt.FormatError as exc:
-            damaged.append(Damaged(path, lineno, str(exc)))
+            damaged.append(fmt.DamagedLine(str(path), lineno, str(exc)))
             continue
         problem = fmt.run_problem(record)
         if problem:
-            damaged.append(Damaged(path, lineno, problem))
+            damaged.append(fmt.DamagedLine(str(path), lineno, problem))
         else:
             runs.append(record)
     return runs, damaged

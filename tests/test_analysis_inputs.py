@@ -106,7 +106,8 @@ def test_metadata_that_is_not_an_object_or_not_utf8(tmp_path):
     (session / "metadata.json").write_bytes(b'{"session": "\xff"}')
     done = analysis(session, check=False)
     assert done.returncode == 2 and done.stderr.splitlines() == [
-        f"analysis: {session}/metadata.json is not UTF-8 text: the session is damaged; leave it out"]
+        f"analysis: {session}/metadata.json: not UTF-8 text (see docs/results-format.md): the session "
+        "is damaged; leave it out or repair the file"]
 
 
 def test_an_output_directory_behind_a_file_is_one_line(tmp_path):

@@ -188,10 +188,10 @@ def test_resume_of_metadata_that_is_not_the_format(tmp_path, meta, problem, dry_
 def test_resume_of_metadata_not_utf8_or_not_json(tmp_path):
     path = session(tmp_path)
     (path / "metadata.json").write_bytes(b'{"session": "\xff"}')
-    assert one_line(resume(path), 2) == (f"bench: {path}/metadata.json is not UTF-8 text: this session "
-                                         "cannot be resumed")
+    assert one_line(resume(path), 2) == (f"bench: {path}/metadata.json: not UTF-8 text (see "
+                                         "docs/results-format.md): this session cannot be resumed; start a new one")
     (path / "metadata.json").write_text('{"session": ')
-    assert one_line(resume(path), 2).startswith(f"bench: {path}/metadata.json is not JSON (Expecting value")
+    assert one_line(resume(path), 2).startswith(f"bench: {path}/metadata.json: not JSON (Expecting value")
 
 
 def test_resume_of_a_plan_this_bench_cannot_run(tmp_path):
@@ -217,6 +217,12 @@ def test_resume_of_stack_outputs_that_break_the_contract(tmp_path):
 GOOD = [line(RUN_IDS[0]), line(RUN_IDS[1])]
 
 
+def reported(path: Path, reasons: dict[int, str]) -> list[str]:
+    """What bench says of runs.jsonl's damaged lines (line number: reason), then their count."""
+    return [f"bench: {path}/runs.jsonl:{n}: skipped: {reason}" for n, reason in reasons.items()] + [
+        f"bench: {len(reasons)} damaged line(s) of {path}/runs.jsonl left in place; their runs count as not done"]
+
+
 @pytest.mark.parametrize("damaged, reason", [
     (b'{"format_version": 1, "run_id": "\xff\xfe"}', "not UTF-8 (byte 0xff at column 34)"),
     (b"[1, 2, 3]", "not a JSON object"),
@@ -235,20 +241,14 @@ def test_resume_reports_a_damaged_line_leaves_it_and_goes_on(tmp_path, damaged, 
     path = session(tmp_path, runs=runs)
     res = resume(path, "--dry-run")
     assert res.returncode == 0, res.stderr
-    assert res.stderr.splitlines() == [
-        f"bench: {path}/runs.jsonl:2: skipped: {reason}",
-        f"bench: 1 damaged line(s) of {path}/runs.jsonl left in place; their runs count as not done",
-    ]
+    assert res.stderr.splitlines() == reported(path, {2: reason})
     # The two good lines are done; the damaged line's run is run again with the other one.
     assert res.stdout.splitlines()[-1].startswith("2 runs to do (2 measured)")
     assert (path / "runs.jsonl").read_bytes() == runs  # never rewritten
     # A real resume reads it the same way, before it reaches any engine.
     res = resume(path)
     assert res.returncode == 1
-    assert res.stderr.splitlines()[:2] == [
-        f"bench: {path}/runs.jsonl:2: skipped: {reason}",
-        f"bench: 1 damaged line(s) of {path}/runs.jsonl left in place; their runs count as not done",
-    ]
+    assert res.stderr.splitlines()[:2] == reported(path, {2: reason})
     assert ENGINE_TOUCHED in res.stderr.splitlines()[-1]
     assert (path / "runs.jsonl").read_bytes() == runs
 
@@ -259,12 +259,8 @@ def test_resume_of_damaged_lines_everywhere(tmp_path):
     path = session(tmp_path, runs=runs)
     res = resume(path, "--dry-run")
     assert res.returncode == 0, res.stderr
-    assert res.stderr.splitlines() == [
-        f"bench: {path}/runs.jsonl:1: skipped: not JSON (Expecting value)",
-        f"bench: {path}/runs.jsonl:4: skipped: missing client_node",
-        f"bench: {path}/runs.jsonl:7: skipped: not JSON (Unterminated string starting at)",
-        f"bench: 3 damaged line(s) of {path}/runs.jsonl left in place; their runs count as not done",
-    ]
+    assert res.stderr.splitlines() == reported(path, {
+        1: "not JSON (Expecting value)", 4: "missing client_node", 7: "not JSON (Unterminated string starting at)"})
     # Two done; the failed one and the one cut short are run again.
     assert res.stdout.splitlines()[-1].startswith("2 runs to do")
 

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
@@ -54,6 +55,19 @@ def write_outputs(doc: dict, tmp_path: Path) -> Path:
 
 def bench_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "bench", *args]
+
+
+@contextlib.contextmanager
+def bench_process(*args: str) -> Iterator[subprocess.Popen]:
+    """python -m bench in the background; killed at the end of the block if still running."""
+    proc = subprocess.Popen(bench_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def run_bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -207,15 +221,10 @@ class TestClassic:
         outputs = write_outputs(doc, tmp_path)
         args = ["--outputs", str(outputs), "--results", str(results), "--networks", "host,bridge",
                 "--tools", "iperf3", "--streams", "1", "--runs", "3", "--duration", "1", "--warmup", "0"]
-        proc = subprocess.Popen(bench_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        try:
+        with bench_process(*args) as proc:
             wait_for(lambda: lines_in(results) >= 2, 60, "two stored runs", proc)
             proc.send_signal(signal.SIGINT)  # Ctrl-C
             out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
         assert proc.returncode == 130, err
         (session,) = sessions(results)
         assert f"interrupted: continue with --resume {session}" in out
@@ -247,9 +256,7 @@ class TestClassic:
         outputs = write_outputs(doc, tmp_path)
         args = ["--outputs", str(outputs), "--results", str(results), "--networks", "host",
                 "--tools", "iperf3", "--streams", "1", "--runs", "6", "--duration", "2", "--warmup", "0"]
-        first = subprocess.Popen(bench_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                 text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        try:
+        with bench_process(*args) as first:
             wait_for(lambda: lines_in(results) >= 1, 60, "the first run stored", first)
             (session,) = sessions(results)
             refused = run_bench("--resume", str(session), "--outputs", str(outputs))
@@ -259,9 +266,6 @@ class TestClassic:
                 "(or stop it), then resume it"]
             first.send_signal(signal.SIGINT)
             first.communicate(timeout=60)
-        finally:
-            if first.poll() is None:
-                first.kill()
         assert first.returncode == 130
         done_first = [r["run_id"] for r in runs_of(session)]
         assert 1 <= len(done_first) <= 4
@@ -274,10 +278,7 @@ class TestClassic:
                 "overlay-bench/tools:1", ["cat"], stdin_open=True, detach=True, network_mode="none",
                 labels={LABEL_SESSION: session.name, LABEL_PROCESS: "gone-1", "overlay-bench.role": "client"})
 
-        resumer = subprocess.Popen(bench_cmd("--resume", str(session), "--outputs", str(outputs)), cwd=ROOT,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                   env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        try:
+        with bench_process("--resume", str(session), "--outputs", str(outputs)) as resumer:
             wait_for(lambda: lines_in(results) > len(done_first), 120, "the resumer's first run stored", resumer)
             # The resumer's own run in flight (its client container is up).
             in_flight = wait_for(lambda: leftover_containers(doc, "overlay-bench.role=client"), 60,
@@ -288,9 +289,6 @@ class TestClassic:
                 f"bench: session {session} is being run by process {resumer.pid}: wait for it to finish "
                 "(or stop it), then resume it"]
             out, err = resumer.communicate(timeout=300)
-        finally:
-            if resumer.poll() is None:
-                resumer.kill()
         assert resumer.returncode == 0, err
         assert in_flight
         runs = runs_of(session)
@@ -347,15 +345,10 @@ class TestClassic:
         args = ["--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results),
                 "--networks", "host", "--tools", "iperf3", "--streams", "1", "--runs", "2",
                 "--duration", "20", "--warmup", "0"]
-        proc = subprocess.Popen(bench_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        try:
+        with bench_process(*args) as proc:
             wait_for(lambda: leftover_containers(doc, "overlay-bench.role=client"), 60, "a run in progress", proc)
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
         assert proc.returncode == 130, err
         assert "Traceback" not in err
         assert leftover_containers(doc) == {}
@@ -388,12 +381,12 @@ class TestClassic:
     def test_unreachable_node_before_anything_runs(self, classic, tmp_path):
         doc, _ = classic
         broken = json.loads(json.dumps(doc))
-        broken["nodes"][1]["docker_host"] = "unix:///run/overlay-bench/btc/gone/docker.sock"
+        broken["nodes"][1]["docker_host"] = f"unix:///run/overlay-bench/{CLASSIC[0]}/gone/docker.sock"
         results = tmp_path / "results"
         res = run_bench("--outputs", str(write_outputs(broken, tmp_path)), "--results", str(results))
         assert res.returncode == 1
         assert res.stderr.strip().splitlines()[-1].startswith(
-            f"bench: node {doc['nodes'][1]['name']}: engine at unix:///run/overlay-bench/btc/gone/docker.sock does not answer")
+            f"bench: node {doc['nodes'][1]['name']}: engine at unix:///run/overlay-bench/{CLASSIC[0]}/gone/docker.sock does not answer")
         assert not results.exists()
 
     @pytest.mark.parametrize("keep_going", [False, True])
@@ -407,17 +400,12 @@ class TestClassic:
         args = ["--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results),
                 "--networks", "host", "--tools", "iperf3", "--streams", "1", "--runs", "3",
                 "--duration", "3", "--warmup", "0"] + (["--keep-going"] if keep_going else [])
-        proc = subprocess.Popen(bench_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        try:
+        with bench_process(*args) as proc:
             wait_for(lambda: lines_in(results) >= 1, 60, "the first run stored", proc)
             wait_for(lambda: leftover_containers(doc, "overlay-bench.role=client"), 60, "the second run in progress", proc)
             pid = int(Path(f"/run/overlay-bench/{CLASSIC[0]}/n2/docker.pid").read_text())
             os.kill(pid, signal.SIGKILL)
             out, err = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
         try:
             assert proc.returncode == 1, err
             assert "Traceback" not in err
