@@ -28,8 +28,8 @@ from common.polling import poll, retry
 API_TIMEOUT_S = 30
 LABEL_SESSION = "overlay-bench.session"
 # Which process made a container: each bench process removes only its own (two processes may
-# share a session name, e.g. a new session and another started in the same second, before the
-# second one's directory gets its suffix).
+# share a session name: a new session and another of the same stack started in the same
+# second, until the second one's directory gets its suffix).
 LABEL_PROCESS = "overlay-bench.process"
 PROCESS_TOKEN = f"{os.getpid()}-{secrets.token_hex(6)}"
 
@@ -291,21 +291,27 @@ def node_facts(client: docker.DockerClient, node: dict[str, Any], image: str, ov
 _VERSIONS_SCRIPT = tools.versions_command()
 
 
-def remove_session_containers(clients: dict[str, docker.DockerClient], session: str,
-                              timeout_s: float = 10, any_process: bool = False) -> list[str]:
-    """Remove every container of the session this process made, on every engine that still
-    answers; with `any_process`, those of earlier processes of the session too (only the
-    session's one writer may ask that: store.writer says no other process runs it).
+def remove_own_containers(clients: dict[str, docker.DockerClient], timeout_s: float = 10) -> list[str]:
+    """Remove every container this process made (whichever session name it carries: a new
+    session's name can get a suffix after its node facts were read), on every engine that
+    still answers. Returns the nodes that could not be cleaned (engine gone)."""
+    return _remove_labelled(clients, f"{LABEL_PROCESS}={PROCESS_TOKEN}", timeout_s)
 
-    Returns the nodes that could not be cleaned (engine gone)."""
+
+def remove_session_containers(clients: dict[str, docker.DockerClient], session: str,
+                              timeout_s: float = 10) -> list[str]:
+    """Remove every container of `session`, whichever process made it. Only the session's
+    one writer may (store.writer says no other process runs it): what is left is what
+    processes that no longer run left behind."""
+    return _remove_labelled(clients, f"{LABEL_SESSION}={session}", timeout_s)
+
+
+def _remove_labelled(clients: dict[str, docker.DockerClient], label: str, timeout_s: float) -> list[str]:
     unreachable = []
-    wanted = [f"{LABEL_SESSION}={session}"] + ([] if any_process else [f"{LABEL_PROCESS}={PROCESS_TOKEN}"])
 
     def clean(name: str, client: docker.DockerClient) -> None:
-        label = {"label": wanted}  # every one of them
-
         def none_left() -> bool:
-            ctrs = client.containers.list(all=True, sparse=True, filters=label)
+            ctrs = client.containers.list(all=True, sparse=True, filters={"label": label})
             for ctr in ctrs:
                 with contextlib.suppress(docker.errors.APIError):
                     ctr.remove(force=True)

@@ -129,7 +129,7 @@ class Session:
                     # What an earlier process of this session left (killed before its cleanup):
                     # this process is the session's one writer (bench/__main__.py took
                     # store.writer), so none of it belongs to a process still running it.
-                    engines.remove_session_containers(self.clients, self.session_id, any_process=True)
+                    engines.remove_session_containers(self.clients, self.session_id)
                 return self._run(all_cases, order, t0)
         finally:
             try:
@@ -303,8 +303,7 @@ class Session:
 
     # ------------------------------------------------------------------ cleanup
     def _cleanup(self) -> None:
-        if self.session_id:
-            engines.remove_session_containers(self.clients, self.session_id)
+        engines.remove_own_containers(self.clients)
         for _node, net in self.created_networks:
             with contextlib.suppress(Exception):
                 net.remove()

@@ -305,8 +305,9 @@ class TestClassic:
         assert not (session / ".bench.lock").exists()
 
     def test_cleanup_removes_only_this_process_containers(self, classic):
-        """Two bench processes may carry one session's name (a new session and another started
-        in the same second, until the second gets its suffix): each removes only its own."""
+        """Two bench processes may carry one session's name (a new session and another of the
+        same stack started in the same second, until the second gets its suffix): each removes
+        only its own, under whichever name it made them."""
         from bench import engines
         from bench import image as bench_image
 
@@ -323,18 +324,17 @@ class TestClassic:
                                              network_mode="none", labels=labels)
 
             theirs = start({LABEL_SESSION: session, LABEL_PROCESS: "123-other"})
-            mine = start(engines.labels(session))
-            other_session = start(engines.labels("20261126-130501-lab-2"))
+            mine_provisional = start(engines.labels(session))
+            mine = start(engines.labels(f"{session}-2"))  # this process's session got a suffix
+
+            def left() -> set[str]:
+                return {c.id for c in client.containers.list(all=True, sparse=True, filters={"label": LABEL_PROCESS})}
+
+            assert engines.remove_own_containers(clients) == []
+            assert theirs.id in left() and not {mine.id, mine_provisional.id} & left()
+            # Only the session's one writer asks for every process's containers of a session.
             assert engines.remove_session_containers(clients, session) == []
-            left = {c.id for c in client.containers.list(all=True, sparse=True,
-                                                         filters={"label": LABEL_PROCESS})}
-            assert theirs.id in left and other_session.id in left and mine.id not in left
-            # Only the session's one writer asks for every process's containers.
-            assert engines.remove_session_containers(clients, session, any_process=True) == []
-            left = {c.id for c in client.containers.list(all=True, sparse=True,
-                                                         filters={"label": LABEL_PROCESS})}
-            assert theirs.id not in left and other_session.id in left
-            other_session.remove(force=True)
+            assert theirs.id not in left()
         finally:
             client.close()
         assert leftover_containers(doc) == {}
