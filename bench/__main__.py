@@ -18,7 +18,6 @@ from bench import stack as bench_stack
 from bench import store
 from bench.plan import PlanError
 from bench.progress import Progress
-from bench.results_format import DONE_STATUSES
 from bench.session import Session, static_skip
 from common.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, UserError
 
@@ -140,37 +139,39 @@ def _resumed(resume: Path, args: argparse.Namespace, held: contextlib.ExitStack)
     if damaged:
         print(f"bench: {len(damaged)} damaged line(s) of {resume / 'runs.jsonl'} left in place; their "
               "runs count as not done", file=sys.stderr)
-    return meta, plan, {r["run_id"] for r in runs if r["status"] in DONE_STATUSES}
+    return meta, plan, store.done_ids(runs)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
-    with contextlib.ExitStack() as held:
-        try:
-            meta, done = None, set()
-            resume = Path(args.resume) if args.resume else None
-            if resume is not None:
-                meta, plan, done = _resumed(resume, args, held)
-            else:
-                plan = _plan_from_args(args)
-            outputs = _outputs(args, meta)
-            bench_plan.node_pairs([n["name"] for n in outputs["nodes"]], plan.pairs)
-            if args.dry_run:
-                dry_run(plan, outputs, done)
-                return 0
-            image_name = args.image or (meta["image"]["name"] if meta else bench_image.IMAGE_NAME)
-            session = Session(outputs, plan, Path(args.results), image_name=image_name,
-                              use_builtin_image=image_name == bench_image.IMAGE_NAME,
-                              keep_going=args.keep_going, command_line=["python", "-m", "bench", *argv],
-                              resume_dir=resume, progress=Progress(enabled=not args.quiet))
-            summary = session.run()
-        except UserError as exc:
-            print(f"bench: {exc}", file=sys.stderr)
-            return exc.exit_code
-        except KeyboardInterrupt:
-            print("bench: interrupted before any run; nothing was measured", file=sys.stderr)
-            return EXIT_INTERRUPTED
+    held = contextlib.ExitStack()  # a resumed session's lock, until its summary
+    try:
+        meta, done = None, set()
+        resume = Path(args.resume) if args.resume else None
+        if resume is not None:
+            meta, plan, done = _resumed(resume, args, held)
+        else:
+            plan = _plan_from_args(args)
+        outputs = _outputs(args, meta)
+        bench_plan.node_pairs([n["name"] for n in outputs["nodes"]], plan.pairs)
+        if args.dry_run:
+            dry_run(plan, outputs, done)
+            return 0
+        image_name = args.image or (meta["image"]["name"] if meta else bench_image.IMAGE_NAME)
+        session = Session(outputs, plan, Path(args.results), image_name=image_name,
+                          use_builtin_image=image_name == bench_image.IMAGE_NAME,
+                          keep_going=args.keep_going, command_line=["python", "-m", "bench", *argv],
+                          resume_dir=resume, progress=Progress(enabled=not args.quiet))
+        summary = session.run()
+    except UserError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("bench: interrupted before any run; nothing was measured", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        held.close()
     for line in summary.lines():
         print(line)
     if summary.interrupted:

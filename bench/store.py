@@ -149,8 +149,13 @@ def read_runs(session: Path) -> tuple[list[dict[str, Any]], list[fmt.DamagedLine
     return runs, damaged
 
 
+def done_ids(runs: Iterable[dict[str, Any]]) -> set[str]:
+    """The runs done, of valid run lines: a line with status ok or skipped."""
+    return {r["run_id"] for r in runs if r["status"] in fmt.DONE_STATUSES}
+
+
 def done_run_ids(session: Path) -> set[str]:
-    return {r["run_id"] for r in read_runs(session)[0] if r["status"] in fmt.DONE_STATUSES}
+    return done_ids(read_runs(session)[0])
 
 
 # Held by the one process that runs a session (a new one from its creation, a resumed one
