@@ -207,7 +207,7 @@ def parse_lines(data: bytes, first_line: int, runs_path: str) -> tuple[pd.DataFr
             problems.append(LineProblem(runs_path, int(line), reason))
         frame = frame[~bad].reset_index(drop=True)
     for column in fmt.NUMERIC_FIELDS:
-        frame[column] = pd.to_numeric(frame[column].astype(object), errors="coerce").astype(float)
+        frame[column] = _numbers(frame[column])
     frame["streams"] = frame["streams"].astype(int)
     return frame.drop(columns=["format_version"]), problems
 
@@ -258,9 +258,15 @@ def _problems(frame: pd.DataFrame) -> np.ndarray:
             wrong[found.index[(found == problem).to_numpy()]] = True
             flag(wrong, f"{column} {problem}")
     for column in fmt.POSITIVE_FIELDS:
-        numbers = pd.to_numeric(frame[column].astype(object), errors="coerce")
-        flag(~(numbers > 0), f"{column} must be a positive number")
+        flag(~(_numbers(frame[column]) > 0), f"{column} must be a positive number")
     return reasons
+
+
+def _numbers(values: pd.Series) -> pd.Series:
+    """A column as floats (null and anything that is not a number as NaN)."""
+    if values.dtype.kind in "iuf":
+        return values.astype(float)
+    return pd.to_numeric(values.astype(object), errors="coerce").astype(float)
 
 
 def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:
