@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import runpy
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -39,15 +40,29 @@ class Declared:
     secret_inputs: tuple[str, ...] = ()
 
 
+def engine_facts(name: str, inputs: dict) -> str:
+    """What stacks/remote_cluster.py's readiness check (`nodeN-ready`) prints on a Debian 12
+    engine: its name, the MTU of the private interface and, in classic mode, the engine's
+    cluster store (taken from the expected one the script compares with, if any)."""
+    if not name.endswith("-ready") or "mtu_bytes=" not in inputs.get("create", ""):
+        return ""
+    facts = f"name=engine-{name[:-len('-ready')]}\nmtu_bytes=1500\n"
+    if "ClusterStore" in inputs["create"]:
+        expected = re.search(r'\[ "\$store" = (\S+) \]', inputs["create"])
+        facts += f"cluster_store={expected.group(1) if expected else 'etcd://10.110.0.2:2379'}\n"
+    return facts
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     """Answers like the providers would and records every registration.
 
-    `command_stdout(name, inputs)` gives the stdout of a pulumi-command resource.
+    `command_stdout(name, inputs)` gives the stdout of a pulumi-command resource (by
+    default, the engine facts of the readiness checks and nothing for the others).
     """
 
     def __init__(self, command_stdout: Callable[[str, dict], str] | None = None):
         self.resources: list[Declared] = []
-        self.command_stdout = command_stdout or (lambda name, inputs: "")
+        self.command_stdout = command_stdout or engine_facts
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)

@@ -28,6 +28,9 @@ def example_config(tmp_path: Path, monkeypatch):
         "digitalocean": {"provider": "digitalocean", "sshPublicKeyPath": str(public),
                          "sshAllowedCidrs": "198.51.100.7/32"},
         "virtualbox": {"provider": "virtualbox"},
+        "ssh": {"provider": "ssh", "sshPrivateKeyPath": str(private),
+                "machines": '[{"address": "198.51.100.10", "privateAddress": "10.0.0.10"}, '
+                            '{"address": "198.51.100.11", "privateAddress": "10.0.0.11"}]'},
     }
 
 
