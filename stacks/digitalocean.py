@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from stacks import config, outputs
+from stacks import config, firewall, outputs, remote_cluster
 from stacks.config import ConfigError, Key
 
 if TYPE_CHECKING:
@@ -45,15 +45,10 @@ SSH_PRIVATE_KEY_PATH = Key(
     shown="the public key path without `.pub`")
 SSH_ALLOWED_CIDRS = Key("sshAllowedCidrs", None,
                         "networks SSH is open to, e.g. your address `/32`", shown="**required**")
-# Ports the benchmark's host-network servers listen on: iperf 2 (5001), iperf3 (5201),
-# sockperf (11111). Overlay traffic itself travels as VXLAN (udp 4789).
-BENCHMARK_PORTS = Key("benchmarkPorts", (5001, 5201, 11111),
-                      "ports the host-network benchmark servers use (iperf 2, iperf3, sockperf), "
-                      "open between the droplets only", shown="`[5001, 5201, 11111]`")
 TOKEN = Key("token", None, "API token: `pulumi config set --secret digitalocean:token ...`",
             shown="`DIGITALOCEAN_TOKEN` from the environment", namespace="digitalocean")
 KEYS = (config.OVERLAY_NETWORK, REGION, SIZE, IMAGE, config.CONSUL_IMAGE, NAME_PREFIX,
-        SSH_PUBLIC_KEY_PATH, SSH_PRIVATE_KEY_PATH, SSH_ALLOWED_CIDRS, BENCHMARK_PORTS, TOKEN)
+        SSH_PUBLIC_KEY_PATH, SSH_PRIVATE_KEY_PATH, SSH_ALLOWED_CIDRS, TOKEN)
 
 # DigitalOcean's images name the VPC interface eth1 (eth0 is public). libnetwork needs a
 # host:port for cluster-advertise; nothing listens on 2376 (no TCP API, see module doc).
@@ -62,10 +57,8 @@ CONSUL_PORT = 8500
 # DigitalOcean's VPC carries 1500-byte frames; overlay containers get 1450 (VXLAN's 50).
 VPC_MTU_BYTES = 1500
 METADATA_PRIVATE_IP = "http://169.254.169.254/metadata/v1/interfaces/private/0/ipv4/address"
-# Waits for cloud-init (it may report "degraded" and exit non-zero: the engine check decides).
-WAIT_FOR_ENGINE = ("cloud-init status --wait >/dev/null 2>&1; "
-                   "timeout 600 sh -c 'until docker info >/dev/null 2>&1; do sleep 2; done'")
-SWARM_STATE = "docker info --format '{{.Swarm.LocalNodeState}}'"
+# How long a new droplet's engine may take to answer, after cloud-init (which installs it).
+ENGINE_WAIT_S = 600
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +72,6 @@ class DigitalOceanSettings:
     ssh_public_key: str
     ssh_private_key_path: str
     ssh_allowed_cidrs: tuple[str, ...]
-    benchmark_ports: tuple[int, ...]
 
 
 def parse(raw: Mapping[str, Any], common: config.Common,
@@ -102,8 +94,7 @@ def parse(raw: Mapping[str, Any], common: config.Common,
         region=REGION.get(raw), size=SIZE.get(raw), image=IMAGE.get(raw),
         consul_image=config.CONSUL_IMAGE.get(raw), name_prefix=prefix,
         ssh_public_key_path=str(public_path), ssh_public_key=public_key,
-        ssh_private_key_path=str(private_path), ssh_allowed_cidrs=_ssh_allowed_cidrs(raw),
-        benchmark_ports=_benchmark_ports(raw))
+        ssh_private_key_path=str(private_path), ssh_allowed_cidrs=_ssh_allowed_cidrs(raw))
 
 
 def _ssh_allowed_cidrs(raw: Mapping[str, Any]) -> tuple[str, ...]:
@@ -121,21 +112,6 @@ def _ssh_allowed_cidrs(raw: Mapping[str, Any]) -> tuple[str, ...]:
                               f"CIDR such as 203.0.113.7/32: "
                               f"{config.list_fix(key, '203.0.113.7/32')}") from None
     return tuple(networks)
-
-
-def _benchmark_ports(raw: Mapping[str, Any]) -> tuple[int, ...]:
-    key = BENCHMARK_PORTS.name
-    ports = config.listing(raw, BENCHMARK_PORTS)
-    if ports is None:
-        return BENCHMARK_PORTS.default
-    try:
-        numbers = tuple(int(p) for p in ports)
-    except ValueError:
-        numbers = ()
-    if not numbers or any(not 1 <= p <= 65535 or p in (2375, 2376) for p in numbers):
-        raise ConfigError(f"config {config.NAMESPACE}:{key} {ports!r} must be ports 1-65535 "
-                          f"other than the Docker API's 2375/2376: {config.list_fix(key, '5201')}")
-    return numbers
 
 
 def _cloud_config(doc: dict) -> str:
@@ -170,22 +146,18 @@ def node_user_data(mode: str, keystore_private_ip: str | None) -> str:
     return _cloud_config(doc)
 
 
-def firewall_rules(settings: DigitalOceanSettings, cluster_tag: pulumi.Input[str]):
-    """SSH from the configured networks; cluster ports only between the cluster's droplets."""
+def firewall_rules(settings: DigitalOceanSettings, mode: str, cluster_tag: pulumi.Input[str]):
+    """stacks/firewall.py's inbound rules (the ones the lab's --firewall applies): SSH from
+    the configured networks, the rest from the cluster's droplets only; outbound open."""
     import pulumi_digitalocean as do
 
-    inbound = [do.FirewallInboundRuleArgs(protocol="tcp", port_range="22",
-                                          source_addresses=list(settings.ssh_allowed_cidrs))]
-    cluster = [("tcp", str(CONSUL_PORT)),   # KV store (classic)
-               ("tcp", "2377"),             # swarm management
-               ("tcp", "7946"), ("udp", "7946"),  # gossip (serf)
-               ("udp", "4789")]             # VXLAN data
-    for port in settings.benchmark_ports:
-        cluster += [("tcp", str(port)), ("udp", str(port))]
-    inbound += [do.FirewallInboundRuleArgs(protocol=proto, port_range=port,
-                                           source_tags=[cluster_tag])
-                for proto, port in cluster]
-    inbound.append(do.FirewallInboundRuleArgs(protocol="icmp", source_tags=[cluster_tag]))
+    def source(rule: firewall.Rule) -> dict:
+        if rule.source == firewall.OPERATOR:
+            return {"source_addresses": list(settings.ssh_allowed_cidrs)}
+        return {"source_tags": [cluster_tag]}
+
+    inbound = [do.FirewallInboundRuleArgs(protocol=rule.protocol, port_range=rule.port_range, **source(rule))
+               for rule in firewall.inbound(mode, CONSUL_PORT)]
     everywhere = ["0.0.0.0/0", "::/0"]
     outbound = [do.FirewallOutboundRuleArgs(protocol=p, port_range="1-65535",
                                             destination_addresses=everywhere)
@@ -218,7 +190,7 @@ def declare(common: config.Common, settings: DigitalOceanSettings) -> pulumi.Out
              for i in range(1, common.nodes + 1)]
     machines = ([keystore] if keystore else []) + nodes
 
-    inbound, outbound = firewall_rules(settings, tag.name)
+    inbound, outbound = firewall_rules(settings, common.mode, tag.name)
     do.Firewall("firewall", name=f"{prefix}-fw", tags=[tag.name],
                 inbound_rules=inbound, outbound_rules=outbound)
     do.Project("project", name=prefix, description=f"overlay-bench stack {common.stack}",
@@ -232,50 +204,19 @@ def declare(common: config.Common, settings: DigitalOceanSettings) -> pulumi.Out
         return remote.ConnectionArgs(host=machine.ipv4_address, user="root",
                                      private_key=private_key, dial_error_limit=40)
 
-    ready = []
+    keystore_ready = []
     if keystore:
-        ready.append(remote.Command(
+        keystore_ready.append(remote.Command(
             "keystore-ready", connection=ssh(keystore),
-            create=(f"{WAIT_FOR_ENGINE}; timeout 600 sh -c 'until curl -fsS "
+            create=("cloud-init status --wait >/dev/null 2>&1; "
+                    f"timeout {ENGINE_WAIT_S} sh -c 'until curl -fsS "
                     f"\"$(curl -fsS {METADATA_PRIVATE_IP}):{CONSUL_PORT}/v1/status/leader\" "
                     f"| grep -q :; do sleep 2; done'")))
-    ready += [remote.Command(f"node{i}-ready", connection=ssh(n), create=WAIT_FOR_ENGINE)
-              for i, n in enumerate(nodes, start=1)]
-
-    manager = nodes[0]
-    if common.mode == "swarm":
-        init = manager.ipv4_address_private.apply(lambda ip: (
-            f"[ \"$({SWARM_STATE})\" = active ] || "
-            f"docker swarm init --advertise-addr {ip} --listen-addr {ip}:2377"))
-        swarm_init = remote.Command("swarm-init", connection=ssh(manager), create=init,
-                                    opts=pulumi.ResourceOptions(depends_on=ready))
-        token = remote.Command(
-            "swarm-token", connection=ssh(manager), create="docker swarm join-token -q worker",
-            logging=remote.Logging.NONE,
-            opts=pulumi.ResourceOptions(depends_on=[swarm_init],
-                                        additional_secret_outputs=["stdout"]))
-        joined = []
-        for i, worker in enumerate(nodes[1:], start=2):
-            join = pulumi.Output.all(manager.ipv4_address_private,
-                                     worker.ipv4_address_private).apply(lambda ips: (
-                f"read -r TOKEN; [ \"$({SWARM_STATE})\" = active ] || "
-                f"docker swarm join --token \"$TOKEN\" --advertise-addr {ips[1]} {ips[0]}:2377"))
-            joined.append(remote.Command(
-                f"node{i}-join", connection=ssh(worker), create=join,
-                stdin=pulumi.Output.secret(token.stdout.apply(lambda t: t.strip() + "\n")),
-                delete="docker swarm leave --force || true",
-                opts=pulumi.ResourceOptions(depends_on=[swarm_init])))
-        network_after, create_flags = [swarm_init] + joined, "--attachable "
-    else:
-        network_after, create_flags = ready, ""
-    net = shlex.quote(common.overlay_network)
-    # Classic mode: the engines reach Consul a few seconds after it answers; retry.
-    network = remote.Command(
-        "overlay-network", connection=ssh(manager),
-        create=(f"for try in $(seq 60); do docker network inspect {net} >/dev/null 2>&1 && exit 0; "
-                f"docker network create -d overlay {create_flags}{net} && exit 0; sleep 5; done; "
-                f"exit 1"),
-        opts=pulumi.ResourceOptions(depends_on=network_after))
+    # After boot, the same commands as on machines people already have (the ssh provider).
+    cluster = remote_cluster.declare(
+        [remote_cluster.Machine(f"node{i}", n.ipv4_address, ssh(n), n.ipv4_address_private)
+         for i, n in enumerate(nodes, start=1)],
+        common.mode, common.overlay_network, common.stack, wait_s=ENGINE_WAIT_S, network_after=keystore_ready)
 
     def document(resolved: dict) -> dict:
         kv = resolved["keystore"]
@@ -292,8 +233,7 @@ def declare(common: config.Common, settings: DigitalOceanSettings) -> pulumi.Out
         nodes=pulumi.Output.all(*[pulumi.Output.all(n.ipv4_address, n.ipv4_address_private)
                                   for n in nodes]),
         keystore=kv_ip,
-        # Resolved once the network exists, so a finished `pulumi up` means a usable cluster.
-        # pulumi-command marks a remote command's stdout secret (its connection is): only
-        # the wait is wanted, and a secret here would make every exported key a secret.
-        network=pulumi.Output.unsecret(network.stdout),
+        # Resolved (not a secret) once the network exists: a finished `pulumi up` means a
+        # usable cluster.
+        network=cluster.done,
     ).apply(document)

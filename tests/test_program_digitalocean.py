@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacks import outputs
+from stacks import firewall, outputs, remote_cluster
 from tests.test_program_support import PRIVATE_IPS, PUBLIC_IPS, built_documents, run_program
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_digitalocean.*"),
@@ -38,7 +38,14 @@ def base(keys, monkeypatch) -> dict:
 
 
 def stdout(name: str, inputs: dict) -> str:
-    return TOKEN + "\n" if name == "swarm-token" else ""
+    """What the commands print on droplets: the token, and each engine's facts."""
+    if name == "swarm-token":
+        return TOKEN + "\n"
+    if name.endswith("-ready") and name.startswith("node"):
+        classic = "ClusterStore" in inputs["create"]
+        return (f"name=ob-digitalocean-{name[:-len('-ready')]}\nmtu_bytes=1500\n"
+                + (f"cluster_store=consul://{PRIVATE_IPS['keystore']}:8500\n" if classic else ""))
+    return ""
 
 
 def run(cfg: dict):
@@ -155,10 +162,22 @@ def test_exports_are_the_builders_document_and_not_secret(base, mode):
 def test_overlay_network_created_on_manager_after_engines_are_ready(base):
     r = run(base)
     net = r.mocks.named("overlay-network")
-    assert "docker network create -d overlay overlay-bench" in net.inputs["create"], net.urn
+    assert net.inputs["create"] == remote_cluster.network_script(
+        PUBLIC_IPS["node1"], "overlay-bench", "classic", "digitalocean"), net.urn
+    assert "docker network create -d overlay --label overlay-bench.stack=digitalocean overlay-bench" \
+        in net.inputs["create"], net.urn
+    assert net.inputs["delete"] == remote_cluster.network_delete_script("overlay-bench", "digitalocean"), net.urn
     assert secret_value(net.inputs["connection"])["host"] == PUBLIC_IPS["node1"], net.urn
     ready = r.mocks.named("keystore-ready")
     assert "/v1/status/leader" in ready.inputs["create"], ready.urn
+    # The droplets' engines are checked by the shared commands, waiting for cloud-init.
+    for i in (1, 2):
+        node = r.mocks.named(f"node{i}-ready")
+        assert secret_value(node.inputs["connection"])["host"] == PUBLIC_IPS[f"node{i}"], node.urn
+        assert "cloud-init status --wait" in node.inputs["create"], node.urn
+        assert f"awk -v a={PRIVATE_IPS[f'node{i}']} " in node.inputs["create"], node.urn
+    # Every engine's cluster store must be the first one's.
+    assert f"= consul://{PRIVATE_IPS['keystore']}:8500 ]" in r.mocks.named("node2-ready").inputs["create"]
 
 
 # --- the firewall ------------------------------------------------------------------------------
@@ -179,16 +198,33 @@ def test_firewall_only_ssh_is_open_to_the_world(base, mode):
         assert rule.get("sourceTags") == ["ob-digitalocean"], f"{fw.urn}: {rule}"
         assert not rule.get("sourceDropletIds") and not rule.get("sourceLoadBalancerUids"), fw.urn
     opened = {(rule["protocol"], port) for rule in inbound for port in ports_of(rule)}
-    for needed in [("tcp", 8500), ("tcp", 2377), ("tcp", 7946), ("udp", 7946), ("udp", 4789),
-                   ("tcp", 5001), ("tcp", 5201)]:
+    cluster = [("tcp", 8500) if mode == "classic" else ("tcp", 2377),
+               ("tcp", 7946), ("udp", 7946), ("udp", 4789)]
+    for needed in cluster + [(proto, port) for proto in ("tcp", "udp") for port in range(5201, 5301)]:
         assert needed in opened, f"{fw.urn}: cluster port {needed} not open between droplets"
+    assert ("tcp", 2377 if mode == "classic" else 8500) not in opened, f"{fw.urn}: a port {mode} mode does not use"
     assert {rule["protocol"] for rule in fw.inputs["outboundRules"]} == {"tcp", "udp", "icmp"}
+
+
+@pytest.mark.parametrize("mode", ["classic", "swarm"])
+def test_firewall_is_the_shared_declaration_in_ranges(base, mode):
+    """The rules the lab's --firewall applies, one rule per range: well under the limit."""
+    base["mode"] = mode
+    r = run(base)
+    fw = r.mocks.named("firewall")
+    expected = [{"protocol": rule.protocol,
+                 **({"portRange": rule.port_range} if rule.port_range else {}),
+                 **({"sourceAddresses": ["198.51.100.7/32", "203.0.113.64/26"]} if rule.source == firewall.OPERATOR
+                    else {"sourceTags": ["ob-digitalocean"]})}
+                for rule in firewall.inbound(mode, 8500)]
+    assert fw.inputs["inboundRules"] == expected, fw.urn
+    assert {"protocol": "tcp", "portRange": "5201-5300", "sourceTags": ["ob-digitalocean"]} in expected
+    assert len(fw.inputs["inboundRules"]) + len(fw.inputs["outboundRules"]) <= firewall.MAX_RULES
 
 
 @pytest.mark.parametrize("mode", ["classic", "swarm"])
 def test_no_docker_api_port_anywhere(base, mode):
     base["mode"] = mode
-    base["benchmarkPorts"] = "[5001, 5201, 11111, 12865]"
     r = run(base)
     fw = r.mocks.named("firewall")
     for rule in fw.inputs["inboundRules"]:
@@ -207,7 +243,9 @@ def test_swarm_mode_droplets_and_join(base):
         assert "cluster-store" not in d.inputs["userData"], d.urn
     init = r.mocks.named("swarm-init")
     assert secret_value(init.inputs["connection"])["host"] == PUBLIC_IPS["node1"], init.urn
-    assert f"docker swarm init --advertise-addr {PRIVATE_IPS['node1']}" in init.inputs["create"], init.urn
+    assert (f"docker swarm init --advertise-addr {PRIVATE_IPS['node1']} --listen-addr {PRIVATE_IPS['node1']}:2377"
+            in init.inputs["create"]), init.urn
+    assert init.inputs["delete"] == remote_cluster.swarm_leave_script(force=True), init.urn
 
     token = r.mocks.named("swarm-token")
     assert token.inputs["create"] == "docker swarm join-token -q worker", token.urn
@@ -219,10 +257,15 @@ def test_swarm_mode_droplets_and_join(base):
     assert (conn["host"], conn["user"]) == (PUBLIC_IPS["node2"], "root"), join.urn
     assert secret_value(join.inputs["stdin"]) == TOKEN + "\n", join.urn
     assert TOKEN not in join.inputs["create"], f"{join.urn}: token in the command line"
-    assert f"--advertise-addr {PRIVATE_IPS['node2']} {PRIVATE_IPS['node1']}:2377" in join.inputs["create"]
+    assert join.inputs["create"] == remote_cluster.swarm_join_script(
+        PUBLIC_IPS["node2"], PRIVATE_IPS["node2"], PRIVATE_IPS["node1"]), join.urn
+    assert (f'\\"AdvertiseAddr\\":\\"{PRIVATE_IPS["node2"]}\\",\\"RemoteAddrs\\":[\\"{PRIVATE_IPS["node1"]}:2377\\"]'
+            in join.inputs["create"]), join.urn
+    assert join.inputs["delete"] == remote_cluster.swarm_leave_script(force=False), join.urn
 
     net = r.mocks.named("overlay-network")
-    assert "docker network create -d overlay --attachable overlay-bench" in net.inputs["create"], net.urn
+    assert "docker network create -d overlay --attachable --label overlay-bench.stack=digitalocean overlay-bench" \
+        in net.inputs["create"], net.urn
 
 
 def test_swarm_outputs_follow_schema(base):
