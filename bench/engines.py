@@ -113,11 +113,21 @@ def with_store_retries(fn: Callable[[], T]) -> T:
     return retry(fn, tries=STORE_TRIES, delay_s=STORE_RETRY_DELAY_S, again_on=store_hiccup)
 
 
+# HTTP connections to one engine over its one SSH connection: each is an SSH session
+# (channel) running `docker system dial-stdio`, and sshd allows MaxSessions of them per
+# connection (10 by default; one more is refused: "ChannelException: Connect failed").
+SSH_SESSIONS = 8
+
+
 class _KeyedSSHAdapter(SSHHTTPAdapter):
-    """The SDK's paramiko adapter, with the outputs' `ssh_key_path` as the identity.
+    """The SDK's paramiko adapter, with the outputs' `ssh_key_path` as the identity, and
+    never more than SSH_SESSIONS sessions open.
 
     The SDK takes the identity only from ~/.ssh/config; the outputs name the key file, so
     it is set here, after the SDK read the config (host key checks stay as the SDK does them).
+    The SDK keeps a pool of connections per request URL, each keeping its sessions open,
+    so a bench session soon passes sshd's limit: here every request shares one pool, which
+    makes a request wait for a free session instead.
     """
 
     key_filename: str | None = None
@@ -126,6 +136,11 @@ class _KeyedSSHAdapter(SSHHTTPAdapter):
         super()._create_paramiko_client(base_url)
         if self.key_filename:
             self.ssh_params["key_filename"] = self.key_filename
+
+    def get_connection(self, url, proxies=None):
+        pool = super().get_connection("ssh", proxies)
+        pool.block = True
+        return pool
 
 
 _SSH_LOCK = threading.Lock()
@@ -147,6 +162,7 @@ def connect(node: dict[str, Any], timeout_s: float = API_TIMEOUT_S) -> docker.Do
                                              ca_cert=files["ca.pem"], verify=True)
     try:
         if url.startswith("ssh://"):
+            kwargs["max_pool_size"] = SSH_SESSIONS
             with _SSH_LOCK:
                 # The SDK builds its adapter inside APIClient(); swap in the keyed one there.
                 _KeyedSSHAdapter.key_filename = node.get("ssh_key_path")

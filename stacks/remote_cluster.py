@@ -40,6 +40,7 @@ SWARM_PORT = 2377
 # Classic mode: engines reach their key-value store a few seconds after it answers.
 CLASSIC_NETWORK_TRIES = 30
 CLASSIC_NETWORK_DELAY_S = 2
+SWARM_NETWORK_REMOVE_TRIES = 3
 # Cluster-store (classic mode) was removed from the engine in Docker 23.0.
 CLASSIC_MAX_ENGINE_MAJOR = 22
 
@@ -197,11 +198,26 @@ def network_script(machine: str, network: str, mode: str, stack: str) -> str:
         f"fail \"could not create the overlay network {net} through the cluster store: $err\"")
 
 
-def network_delete_script(network: str, stack: str) -> str:
-    """Remove the network if it is still the stack's (by its label)."""
+def network_delete_script(machine: str, network: str, mode: str, stack: str) -> str:
+    """Remove the network if it is still the stack's (by its label).
+
+    Swarm mode: an engine sometimes keeps the attachment of a container that failed to join
+    the network (seen with Docker 20.10: "network ... is in use by task ...", the container
+    long gone), and then refuses to remove it. The network belongs to the stack's swarm,
+    which the machines leave right after: it goes with it, and this says so."""
     net = shlex.quote(network)
-    return _script(f"[ \"$(docker network inspect --format '{{{{index .Labels \"{LABEL}\"}}}}' {net} 2>/dev/null)\" "
-                   f"= {shlex.quote(stack)} ] || exit 0", f"docker network rm {net} >/dev/null")
+    ours = (f"[ \"$(docker network inspect --format '{{{{index .Labels \"{LABEL}\"}}}}' {net} 2>/dev/null)\" "
+            f"= {shlex.quote(stack)} ] || exit 0")
+    if mode == "classic":
+        return _script(ours, f"docker network rm {net} >/dev/null")
+    return _script(
+        ours,
+        f"for try in $(seq {SWARM_NETWORK_REMOVE_TRIES}); do",
+        f"  err=$(docker network rm {net} 2>&1 >/dev/null) && exit 0",
+        "  sleep 1",
+        "done",
+        f"echo \"overlay-bench: machine {machine}: the network {net} goes with the swarm, which the machines "
+        f"leave next (the engine refused to remove it: $err)\" >&2")
 
 
 # --- the resources -------------------------------------------------------------------------
@@ -261,7 +277,8 @@ def declare(machines: Sequence[Machine], mode: str, overlay_network: str, stack:
     network = command("overlay-network", manager,
                       pulumi.Output.from_input(manager.address).apply(
                           lambda a: network_script(a, overlay_network, mode, stack)),
-                      delete=network_delete_script(overlay_network, stack),
+                      delete=pulumi.Output.from_input(manager.address).apply(
+                          lambda a: network_delete_script(a, overlay_network, mode, stack)),
                       depends_on=[*before_network, *network_after])
     return Cluster(facts=pulumi.Output.all(manager_facts, *[facts(c) for c in worker_ready]),
                    done=pulumi.Output.unsecret(network.stdout))

@@ -166,7 +166,8 @@ def test_overlay_network_created_on_manager_after_engines_are_ready(base):
         PUBLIC_IPS["node1"], "overlay-bench", "classic", "digitalocean"), net.urn
     assert "docker network create -d overlay --label overlay-bench.stack=digitalocean overlay-bench" \
         in net.inputs["create"], net.urn
-    assert net.inputs["delete"] == remote_cluster.network_delete_script("overlay-bench", "digitalocean"), net.urn
+    assert net.inputs["delete"] == remote_cluster.network_delete_script(
+        PUBLIC_IPS["node1"], "overlay-bench", "classic", "digitalocean"), net.urn
     assert secret_value(net.inputs["connection"])["host"] == PUBLIC_IPS["node1"], net.urn
     ready = r.mocks.named("keystore-ready")
     assert "/v1/status/leader" in ready.inputs["create"], ready.urn
