@@ -181,7 +181,9 @@ def probe(settings: SshSettings, machine: Machine) -> str:
         raise ConfigError(f"{where}: SSH on port {settings.ssh_port} failed ({exc}): check that sshd runs "
                           "there") from None
     except OSError as exc:  # refused, unreachable, timed out
-        reason = exc.strerror or str(exc) or type(exc).__name__
+        # paramiko wraps the socket errors of each address it tried.
+        causes = list(getattr(exc, "errors", {}).values()) or [exc]
+        reason = "; ".join(sorted({c.strerror or str(c) or type(c).__name__ for c in causes}))
         raise ConfigError(f"{where} does not answer SSH on port {settings.ssh_port} ({reason}): check its "
                           "address, that it is up and that sshd runs there") from None
     finally:
