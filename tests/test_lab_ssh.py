@@ -196,3 +196,36 @@ def test_a_lab_without_ssh_access_is_unchanged(home):
         assert not host.link_exists(lab.management_bridge(name))
         assert not (home / ".ssh").exists()
         assert not lab.ssh_dir(name).exists()
+
+
+def test_bench_keeps_within_the_ssh_sessions_sshd_allows(home):
+    """sshd allows 10 sessions per connection (MaxSessions, Debian's default); the docker
+    SDK's own pools pass that at once ('ChannelException: Connect failed'). Many requests
+    at the same time, each exec on a session of its own, all succeed."""
+    require_root()
+    import concurrent.futures
+    import socket
+
+    from bench import image
+
+    name = names.lab_name("sshn")
+    subnet, management = names.subnets(2)
+    with lab.running(name, mode="swarm", subnet=subnet, access="ssh", management_subnet=management, bare=True,
+                     status=Status(quiet=True)) as doc:
+        client = engines.connect(doc["nodes"][0])
+        try:
+            transport = client.api.get_adapter("http+docker://ssh").ssh_client.get_transport()
+            assert transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY), "Nagle delays each request"
+            image.ensure(client)
+            holder = client.containers.run(image.IMAGE_NAME, ["cat"], stdin_open=True, detach=True,
+                                           network_mode="host", labels={"overlay-bench.test": "ssh"})
+            try:
+                with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+                    results = list(pool.map(lambda i: holder.exec_run(["sh", "-c", "echo $0", str(i)]).output, range(48)))
+                assert results == [f"{i}\n".encode() for i in range(48)]
+                assert len(client.containers.list(filters={"label": "overlay-bench.test=ssh"})) == 1
+            finally:
+                holder.remove(force=True)
+        finally:
+            client.close()
+

@@ -541,7 +541,9 @@ class Lab:
             host_key = rdir / "ssh_host_ed25519_key"
             _keygen(host_key, mark(self.name))
             config = rdir / "sshd_config"
-            config.write_text(_sshd_config(node, host_key, keys / "authorized_keys", node.engine_url(self.name)))
+            (rdir / "home").mkdir(mode=0o700, exist_ok=True)
+            config.write_text(_sshd_config(node, host_key, keys / "authorized_keys", node.engine_url(self.name),
+                                           rdir / "home"))
             # The node's network and, from its engine (the same process since its exec
             # chain began), its hostname: a session sees the node as a droplet's would.
             procs[node.index] = self._spawn(
@@ -670,7 +672,7 @@ def _keygen(path: Path, comment: str) -> None:
     host.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path))
 
 
-def _sshd_config(node: Node, host_key: Path, authorized_keys: Path, engine: str) -> str:
+def _sshd_config(node: Node, host_key: Path, authorized_keys: Path, engine: str, home: Path) -> str:
     return f"""\
 # sshd of lab node {node.name}, in its namespace, on its management address only.
 ListenAddress {node.management_address}:{SSH_PORT}
@@ -685,8 +687,10 @@ UsePAM no
 StrictModes no
 # As Debian's default sshd_config: a remote command's environment beyond these is refused.
 AcceptEnv LANG LC_*
-# Every session's docker CLI talks to this node's engine (docker system dial-stdio).
-SetEnv DOCKER_HOST={engine}
+# Every session's docker CLI talks to this node's engine (docker system dial-stdio). HOME
+# is the node's own, as a droplet's root has one: this machine's dotfiles (a shell's rc
+# files, the docker CLI's configuration) stay out of the node's sessions.
+SetEnv DOCKER_HOST={engine} HOME={home}
 """
 
 
