@@ -229,3 +229,20 @@ def test_bench_keeps_within_the_ssh_sessions_sshd_allows(home):
         finally:
             client.close()
 
+
+def test_a_known_hosts_line_is_enough_for_down_to_find_a_lab(home):
+    """A crash that left only host keys (the lab's mark as their comment): down --all finds
+    the lab by that mark, residue lists them, down removes them and nothing else."""
+    require_root()
+    name = names.lab_name("sshc")
+    known_hosts = home / ".ssh" / "known_hosts"
+    known_hosts.parent.mkdir()
+    theirs = "203.0.113.9 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOtheRHostsKeyOtheRHostsKeyOtheRHostsKey00\n"
+    ours = f"10.214.9.11 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILeftOverLeftOverLeftOverLeftOverLeftOver0 {lab.mark(name)}\n"
+    known_hosts.write_text(theirs + ours)
+    assert name in lab.list_labs()
+    assert lab.residue(name) == {"known_hosts": [f"{known_hosts}: 10.214.9.11"]}
+    lab.down(name, status=Status(quiet=True))
+    assert known_hosts.read_text() == theirs
+    assert lab.residue(name) == {}
+
