@@ -41,7 +41,7 @@ import docker.errors
 
 from common.polling import poll
 from common.status import Status
-from stacks import firewall
+from stacks import firewall, remote_cluster
 from stacks import outputs as outputs_schema
 from stacks.local import host, ownership
 from stacks.local.spec import DEFAULT_SUBNET, NAME_RE, LabError, LabSpec, rate_bits_per_s
@@ -59,10 +59,10 @@ DOWN_TIMEOUT_S = 10.0
 # before it exists; far above the indexes the kernel hands out by itself.
 IFINDEX_RANGE = (1 << 24, 1 << 30)
 # Classic (--cluster-store) mode was removed from the engine in Docker 23.0.
-CLASSIC_MAX_ENGINE_MAJOR = 22
+CLASSIC_MAX_ENGINE_MAJOR = remote_cluster.CLASSIC_MAX_ENGINE_MAJOR
 # Debian's openssh-server; an absolute path, since sshd re-executes itself per connection.
 SSHD = "/usr/sbin/sshd"
-SSH_PORT = 22
+SSH_PORT = firewall.SSH_PORT
 SSH_START_TIMEOUT_S = 10.0
 # The chain of --firewall's rules in each node's mangle table: PREROUTING sees what arrives
 # on the node's interfaces before anything else does (and before the engine's DNAT to a
