@@ -29,6 +29,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -569,7 +570,7 @@ class Lab:
             path.touch(mode=0o600)
         lines = []
         for node in self.nodes:
-            key = Path(run_dir(self.name) / f"n{node.index}" / "ssh_host_ed25519_key.pub").read_text().split()
+            key = (run_dir(self.name) / f"n{node.index}" / "ssh_host_ed25519_key.pub").read_text().split()
             lines.append(f"{node.management_address} {key[0]} {key[1]} {mark(self.name)}")
         host.known_hosts_add(path, lines)
 
@@ -695,8 +696,6 @@ SetEnv DOCKER_HOST={engine} HOME={home}
 
 
 def _tcp_open(address: str, port: int) -> bool:
-    import socket
-
     try:
         socket.create_connection((address, port), timeout=1).close()
         return True
