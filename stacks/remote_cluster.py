@@ -231,7 +231,7 @@ def declare(machines: Sequence[Machine], mode: str, overlay_network: str, stack:
     import pulumi
     from pulumi_command import remote
 
-    def command(name: str, machine: Machine, create: pulumi.Input[str], *, delete: str | None = None,
+    def command(name: str, machine: Machine, create: pulumi.Input[str], *, delete: pulumi.Input[str] | None = None,
                 depends_on: Sequence[pulumi.Resource] = (), **more: Any) -> remote.Command:
         secret_outputs = more.pop("additional_secret_outputs", None)
         return remote.Command(
