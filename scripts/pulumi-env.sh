@@ -30,7 +30,8 @@ export OVERLAY_BENCH_PULUMI_STATE
 export PULUMI_BACKEND_URL="file://$OVERLAY_BENCH_PULUMI_STATE"
 
 # Stack config secrets are encrypted with a passphrase; the local stack has no secret,
-# so an empty one (which Pulumi accepts) spares the user a prompt.
+# so an empty one (which Pulumi accepts) spares the user a prompt. A stack that holds
+# secrets (digitalocean) refuses an empty one: export your own before using it.
 if [ -z "${PULUMI_CONFIG_PASSPHRASE+x}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
   export PULUMI_CONFIG_PASSPHRASE=""
 fi

@@ -4,10 +4,11 @@ One implementation over SSH (pulumi-command's `remote.Command`), two callers: th
 provider (machines you already have) and the `digitalocean` provider (after its droplets
 boot). Per machine, in order:
 
-- `nodeN-ready`: Docker is installed and its engine answers (after waiting for cloud-init
-  and the engine when the machine was just made), `privateAddress` is on one of the
-  machine's interfaces; prints the engine's name and that interface's MTU. Classic mode:
-  the engine is older than 23.0 and has a cluster store, the same as the first machine's.
+- `nodeN-ready`: Docker is installed and its engine answers (after the caller's boot check,
+  for a machine just made: the DigitalOcean stack waits there for cloud-init, the engine and
+  its store), `privateAddress` is on one of the machine's interfaces; prints the engine's
+  name and that interface's MTU. Classic mode: the engine is older than 23.0 and has a
+  cluster store, the same as the first machine's.
 - swarm mode: `swarm-init` on the first machine, `swarm-token` reads the worker token (a
   secret output, never logged), `nodeN-join` on each other machine with the token on stdin.
   The join goes to the engine's API through `docker system dial-stdio` with a request
@@ -80,6 +81,9 @@ class Machine:
     connection: Any
     # Where cluster traffic goes (pulumi.Input[str]).
     private_address: Any
+    # Shell run first on a machine just made (pulumi.Input[str]): waits until it is ready,
+    # or exits non-zero saying why. None for a machine that is up already.
+    boot_check: Any = None
 
 
 @dataclasses.dataclass
@@ -96,22 +100,18 @@ def _script(*parts: str) -> str:
     return "\n".join(parts) + "\n"
 
 
-def ready_script(machine: str, private_address: str, mode: str, wait_s: int = 0,
-                 expected_store: str | None = None) -> str:
-    """Check the machine and print `key=value` facts; `wait_s` > 0: a machine just made
-    (wait for cloud-init, then that long for the engine)."""
+def ready_script(machine: str, private_address: str, mode: str, expected_store: str | None = None,
+                 boot_check: str | None = None) -> str:
+    """Check the machine and print `key=value` facts; `boot_check` runs first (Machine)."""
     private = shlex.quote(private_address)
     parts = [_fail(machine)]
     if mode == "classic":
         parts.append(API)
-    if wait_s:
-        parts.append("if command -v cloud-init >/dev/null 2>&1; then cloud-init status --wait >/dev/null 2>&1; fi")
-    parts.append('command -v docker >/dev/null 2>&1 || fail "Docker is not installed (no docker command): '
-                 'install it (Debian: apt-get install docker.io) and start it"')
-    if wait_s:
-        parts.append(f"t=0; until docker version >/dev/null 2>&1 || [ $t -ge {int(wait_s)} ]; do sleep 2; "
-                     "t=$((t + 2)); done")
+    if boot_check:
+        parts.append(boot_check)
     parts += [
+        'command -v docker >/dev/null 2>&1 || fail "Docker is not installed (no docker command): '
+        'install it (Debian: apt-get install docker.io) and start it"',
         "version=$(docker version --format '{{.Server.Version}}' 2>&1) || fail \"the Docker engine does not "
         "answer ($(printf '%s' \"$version\" | tail -n 1)): start it (systemctl start docker)\"",
         f"iface=$(ip -o -4 addr show | awk -v a={private} '{{split($4, p, \"/\")}} p[1] == a {{print $2; exit}}')",
@@ -223,11 +223,9 @@ def network_delete_script(machine: str, network: str, mode: str, stack: str) -> 
 # --- the resources -------------------------------------------------------------------------
 
 def declare(machines: Sequence[Machine], mode: str, overlay_network: str, stack: str, *,
-            wait_s: int = 0, network_after: Sequence[pulumi.Resource] = ()) -> Cluster:
-    """The commands on `machines` (the first is the manager) for a cluster in `mode`.
-
-    `wait_s`: how long a machine's engine may take to come up (machines just made);
-    `network_after`: resources the overlay network must wait for too (a key-value node)."""
+            after: Sequence[pulumi.Resource] = ()) -> Cluster:
+    """The commands on `machines` (the first is the manager) for a cluster in `mode`;
+    `after`: what the machines' checks wait for (a key-value node that must answer first)."""
     import pulumi
     from pulumi_command import remote
 
@@ -244,9 +242,9 @@ def declare(machines: Sequence[Machine], mode: str, overlay_network: str, stack:
             **more)
 
     def ready(machine: Machine, expected: pulumi.Input[str | None]) -> remote.Command:
-        script = pulumi.Output.all(machine.address, machine.private_address, expected).apply(
-            lambda v: ready_script(v[0], v[1], mode, wait_s, v[2]))
-        return command(f"{machine.name}-ready", machine, script)
+        script = pulumi.Output.all(machine.address, machine.private_address, expected, machine.boot_check).apply(
+            lambda v: ready_script(v[0], v[1], mode, v[2], v[3]))
+        return command(f"{machine.name}-ready", machine, script, depends_on=after)
 
     def facts(cmd: remote.Command) -> pulumi.Output[dict[str, Any]]:
         # Names and MTUs only: nothing secret, whatever the provider marks.
@@ -279,6 +277,6 @@ def declare(machines: Sequence[Machine], mode: str, overlay_network: str, stack:
                           lambda a: network_script(a, overlay_network, mode, stack)),
                       delete=pulumi.Output.from_input(manager.address).apply(
                           lambda a: network_delete_script(a, overlay_network, mode, stack)),
-                      depends_on=[*before_network, *network_after])
+                      depends_on=before_network)
     return Cluster(facts=pulumi.Output.all(manager_facts, *[facts(c) for c in worker_ready]),
                    done=pulumi.Output.unsecret(network.stdout))
