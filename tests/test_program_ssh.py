@@ -117,7 +117,8 @@ def test_swarm_outputs_follow_the_contract(base, key, probed):
         "nodes": [{"name": f"server-{i}", "role": "manager" if i == 1 else "worker",
                    "address": f"10.0.0.1{i - 1}", "docker_host": f"ssh://root@198.51.100.1{i - 1}",
                    "tls_cert_path": None, "ssh_key_path": str(key)} for i in (1, 2)],
-        "keystore": None, "overlay_network": "overlay-bench", "link_rate": None, "mtu_bytes": 9000}
+        "keystore": None, "overlay_network": "overlay-bench", "link_rate": None, "mtu_bytes": 9000,
+        "unsupported_networks": {}}
     assert [k for k, secret in r.secret_outputs.items() if secret] == []
 
 

@@ -19,7 +19,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_digi
 @pytest.fixture
 def example_config(tmp_path: Path, monkeypatch):
     """A configuration each provider accepts (a new provider adds its own here)."""
-    public, _private = ssh_key_pair(tmp_path, "key")
+    public, private = ssh_key_pair(tmp_path, "key")
     monkeypatch.setenv("DIGITALOCEAN_TOKEN", "dop_v1_test")
     return {
         "local": {},

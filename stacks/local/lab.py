@@ -353,7 +353,7 @@ class Lab:
         whatever else arrives on eth0 or eth1 is dropped (loopback, the engine's own
         bridges and replies to the node's own connections are let through)."""
         spec, comment = self.spec, mark(self.name)
-        keystore_port = int(self.keystore_url.rsplit(":", 1)[1]) if self.keystore_url else None
+        keystore_port = classic.ETCD_CLIENT_PORT if self.keystore else None
         sources = {firewall.CLUSTER: ("eth0", str(spec.network))}
         if spec.access == "ssh":
             sources[firewall.OPERATOR] = ("eth1", str(spec.management_network))
