@@ -16,6 +16,9 @@ boot). Per machine, in order:
 - `overlay-network` on the first machine: `docker network create -d overlay` (attachable in
   swarm mode; in classic mode through the cluster store, retried while the engines reach
   their store), labelled with the stack's name.
+- classic mode, `nodeN-stale-endpoints`: nothing at create; at delete, before the network
+  goes, each machine removes from it the endpoints of its containers that no longer exist
+  (an engine under load sometimes leaves them in the store).
 
 A machine already in a swarm, or a network of that name already there, is refused: delete
 then undoes exactly what create did (the network removed if it still carries the stack's
@@ -42,14 +45,23 @@ SWARM_PORT = 2377
 CLASSIC_NETWORK_TRIES = 30
 CLASSIC_NETWORK_DELAY_S = 2
 SWARM_NETWORK_REMOVE_TRIES = 3
+# Classic mode: an engine that has just removed a container may not have told the store yet.
+CLASSIC_NETWORK_REMOVE_TRIES = 10
 # Cluster-store (classic mode) was removed from the engine in Docker 23.0.
 CLASSIC_MAX_ENGINE_MAJOR = 22
 
 
 
+def _say(machine: str) -> str:
+    """Shell: `say MESSAGE` prints one line (an engine's message may span several: joined)
+    on stderr, naming the machine as the configuration does."""
+    joined = "$(printf '%s' \"$*\" | tr '\\n' ' ' 2>/dev/null || printf '%s' \"$*\")"  # even without tr
+    return f"say() {{ printf 'overlay-bench: machine {machine}: %s\\n' \"{joined}\" >&2; }}"
+
+
 def _fail(machine: str) -> str:
-    """The one line a failure prints, naming the machine as the configuration does."""
-    return f"fail() {{ echo \"overlay-bench: machine {machine}: $*\" >&2; exit 1; }}"
+    """Shell: `fail MESSAGE` says it and exits 1."""
+    return _say(machine) + '\nfail() { say "$@"; exit 1; }'
 
 
 # The engine's HTTP API through the docker CLI, whatever its version (a CLI newer than the
@@ -209,15 +221,48 @@ def network_delete_script(machine: str, network: str, mode: str, stack: str) -> 
     ours = (f"[ \"$(docker network inspect --format '{{{{index .Labels \"{LABEL}\"}}}}' {net} 2>/dev/null)\" "
             f"= {shlex.quote(stack)} ] || exit 0")
     if mode == "classic":
-        return _script(ours, f"docker network rm {net} >/dev/null")
+        names = (f"$(docker network inspect --format '{{{{range .Containers}}}}{{{{.Name}}}} {{{{end}}}}' {net} "
+                 "2>/dev/null)")
+        return _script(
+            _fail(machine), ours,
+            f"for try in $(seq {CLASSIC_NETWORK_REMOVE_TRIES}); do",
+            f"  err=$(docker network rm {net} 2>&1 >/dev/null) && exit 0",
+            f"  sleep {CLASSIC_NETWORK_DELAY_S}",
+            "done",
+            f"fail \"the engine does not remove the network {net} ($err); its endpoints: {names}: remove "
+            f"those containers; for containers that no longer exist (an engine that failed to update its "
+            f"store keeps theirs), run 'docker network disconnect -f {net} NAME' on a machine; then pulumi "
+            f"destroy again\"")
     return _script(
         ours,
         f"for try in $(seq {SWARM_NETWORK_REMOVE_TRIES}); do",
         f"  err=$(docker network rm {net} 2>&1 >/dev/null) && exit 0",
         "  sleep 1",
         "done",
-        f"echo \"overlay-bench: machine {machine}: the network {net} goes with the swarm, which the machines "
-        f"leave next (the engine refused to remove it: $err)\" >&2")
+        _say(machine),
+        f"say \"the network {net} goes with the swarm, which the machines leave next (the engine refused "
+        "to remove it: $err)\"")
+
+
+def stale_endpoints_script(machine: str, network: str) -> str:
+    """Classic mode, before the network goes: remove this machine's endpoints on it whose
+    container no longer exists. An engine that fails to read the network from its store
+    while it removes a container (seen under load: "Failed getting network for ep ... during
+    sandbox ... delete: network ... not found") keeps the endpoint there, and the network
+    cannot be removed while it has one. The inspect of the machine that made an endpoint
+    names it by its container's ID (others by `ep-ID`): only those are looked at, and only
+    a container this engine no longer has makes one stale."""
+    net = shlex.quote(network)
+    return _script(
+        _say(machine),
+        f"docker network inspect {net} >/dev/null 2>&1 || exit 0",
+        f"docker network inspect --format '{{{{range $id, $ep := .Containers}}}}{{{{$id}}}} {{{{$ep.Name}}}}"
+        f"{{{{println}}}}{{{{end}}}}' {net} | while read -r id name; do",
+        '  case $id in ep-*|"") continue ;; esac',
+        '  docker inspect --type container "$id" >/dev/null 2>&1 && continue',
+        f'  docker network disconnect -f {net} "$name" >/dev/null 2>&1 || say "the endpoint of $name, a container '
+        f'that no longer exists, stays on {net}"',
+        "done")
 
 
 # --- the resources -------------------------------------------------------------------------
@@ -278,5 +323,13 @@ def declare(machines: Sequence[Machine], mode: str, overlay_network: str, stack:
                       delete=pulumi.Output.from_input(manager.address).apply(
                           lambda a: network_delete_script(a, overlay_network, mode, stack)),
                       depends_on=before_network)
+    if mode == "classic":
+        # Nothing to make; on delete, before the network goes (they depend on it), each
+        # machine removes its stale endpoints from it.
+        for m in machines:
+            command(f"{m.name}-stale-endpoints", m, "true",
+                    delete=pulumi.Output.from_input(m.address).apply(
+                        lambda a: stale_endpoints_script(a, overlay_network)),
+                    depends_on=[network])
     return Cluster(facts=pulumi.Output.all(manager_facts, *[facts(c) for c in worker_ready]),
                    done=pulumi.Output.unsecret(network.stdout))
