@@ -14,8 +14,8 @@ from typing import Any
 
 from bench import image as bench_image
 from bench import plan as bench_plan
+from bench import ports, store
 from bench import stack as bench_stack
-from bench import store
 from bench.plan import PlanError
 from bench.progress import Progress
 from bench.session import Session, static_skip
@@ -62,7 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="UDP target rate in Mbit/s, over all streams (default 500)")
     m.add_argument("--shuffle", action="store_true", help="shuffle the cases within each round")
     m.add_argument("--seed", type=int, help="shuffle seed (recorded; random when not given)")
-    m.add_argument("--port-base", dest="port_base", type=int, help="first server port (default 5201)")
+    m.add_argument("--port-base", dest="port_base", type=int,
+                   help=f"first server port (default {ports.DEFAULT_BASE}; runs rotate over {ports.ROTATION} "
+                        f"ports, inside the {ports.OPEN[0]}-{ports.OPEN[1]} the stacks' firewalls open)")
     r = p.add_argument_group("running")
     r.add_argument("--dry-run", action="store_true", help="list the cases and the estimated time, run nothing")
     r.add_argument("--keep-going", action="store_true",

@@ -15,7 +15,7 @@ from typing import Any
 import docker
 import docker.errors
 
-from bench import engines, tools
+from bench import engines, ports, tools
 from bench import plan as bench_plan
 from bench.engines import ENGINE_DOWN
 from bench.plan import Case, Plan, Run
@@ -181,7 +181,7 @@ class Runner:
 
     def _measure(self, run: Run) -> Measurement:
         case, plan = run.case, self.plan
-        port = plan.port_base + self._seq % 50  # distinct ports: a lingering socket never collides
+        port = ports.server_port(plan.port_base, self._seq)
         self._seq += 1
         target = self._target(case, port)
         made: list[Any] = []

@@ -359,13 +359,13 @@ class TestClassic:
         doc, _ = classic
         node1 = doc["nodes"][0]
         client = docker.DockerClient(base_url=node1["docker_host"])
-        squatter = client.containers.run("overlay-bench/tools:1", ["iperf3", "-s", "-p", "6301"],
+        squatter = client.containers.run("overlay-bench/tools:1", ["iperf3", "-s", "-p", "5251"],
                                          network_mode="host", detach=True)
         try:
             results = tmp_path / "results"
             res = run_bench("--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results),
                             "--networks", "host", "--tools", "iperf3", "--runs", "2", "--duration", "1",
-                            "--port-base", "6301")
+                            "--port-base", "5251")
         finally:
             squatter.remove(force=True)
             client.close()
@@ -373,7 +373,7 @@ class TestClassic:
         (session,) = sessions(results)
         runs = runs_of(session)
         assert len(runs) == 1 and runs[0]["status"] == "failed"
-        assert runs[0]["reason"] == (f"port 6301/tcp is already in use on node {node1['name']} (host network): "
+        assert runs[0]["reason"] == (f"port 5251/tcp is already in use on node {node1['name']} (host network): "
                                      "free it or pass --port-base")
         assert "stopped:" in res.stdout
         assert leftover_containers(doc) == {}
