@@ -126,9 +126,17 @@ def test_classic_checks_every_store_and_makes_the_network_through_it(base, probe
     base["mode"] = "classic"
     r = run(base)
     commands = {c.name: c for c in r.mocks.of_type(REMOTE)}
-    assert sorted(commands) == ["node1-ready", "node2-ready", "overlay-network"]
+    assert sorted(commands) == ["node1-ready", "node1-stale-endpoints", "node2-ready", "node2-stale-endpoints",
+                                "overlay-network"]
     assert commands["node1-ready"].inputs["create"] == remote_cluster.ready_script(
         "198.51.100.10", "10.0.0.10", "classic")
+    # Each machine, before the network goes, removes its own stale endpoints from it.
+    for i, address in ((1, "198.51.100.10"), (2, "198.51.100.11")):
+        stale = commands[f"node{i}-stale-endpoints"]
+        assert stale.inputs["create"] == "true"
+        assert stale.inputs["delete"] == remote_cluster.stale_endpoints_script(address, "overlay-bench")
+        assert secret_value(stale.inputs["connection"])["host"] == address
+        assert [d._name for d in r.options[f"node{i}-stale-endpoints"].depends_on] == ["overlay-network"]
     # The second machine's engine must use the first one's store.
     assert commands["node2-ready"].inputs["create"] == remote_cluster.ready_script(
         "198.51.100.11", "10.0.0.11", "classic", expected_store="etcd://10.0.0.2:2379")
