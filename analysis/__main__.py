@@ -80,11 +80,12 @@ def run_analysis(args) -> int:
         for session in sessions:
             for warning in session.metadata.get("warnings") or []:
                 print(f"warning: session {session.name}: {warning}", file=sys.stderr)
+        out = Path(args.out) if args.out else default_out(sessions)
+        report.prepare_out(out)  # an output that cannot be written fails here, before any work
         setups = load.assign_setups(sessions, args.merge)
         runs = load.runs_table(setups)
         providers = {label: members[0].metadata["stack_outputs"]["provider"] for label, members in setups.items()}
         summary = tbl.summarize(runs, providers, load.node_mtus(setups))
-        out = Path(args.out) if args.out else default_out(sessions)
         written = report.write(out, setups, runs, summary, problems, pool)
     print_table(tbl.display_table(summary, compact=True), args.plain)
     if problems:

@@ -13,7 +13,7 @@ import random
 from collections.abc import Iterator
 from typing import Any
 
-from bench import tools
+from bench import ports, tools
 from bench.results_format import DIRECTIONS, NETWORKS, PROTOCOLS, TOOLS
 from common.errors import UsageError
 
@@ -44,7 +44,7 @@ class Plan:
     udp_target_mbps: float = 500
     shuffle: bool = False
     seed: int | None = None
-    port_base: int = 5201
+    port_base: int = ports.DEFAULT_BASE
 
     def __post_init__(self) -> None:
         for field, allowed in (("networks", NETWORKS), ("tools", TOOLS),
@@ -68,8 +68,9 @@ class Plan:
             raise PlanError(f"--pairs: choose from {', '.join(PAIRS)}")
         if self.udp_target_mbps <= 0:
             raise PlanError("--udp-rate must be positive (Mbit/s)")
-        if not 1024 <= self.port_base <= 65000:
-            raise PlanError("--port-base must be between 1024 and 65000")
+        problem = ports.base_problem(self.port_base)
+        if problem:
+            raise PlanError(problem)
 
     def to_json(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

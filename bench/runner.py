@@ -15,11 +15,11 @@ from typing import Any
 import docker
 import docker.errors
 
-from bench import engines, tools
+from bench import engines, ports, tools
 from bench import plan as bench_plan
-from bench.engines import ENGINE_DOWN, LABEL_SESSION
+from bench.engines import ENGINE_DOWN
 from bench.plan import Case, Plan, Run
-from bench.results_format import FORMAT_VERSION, METRIC_FIELDS
+from bench.results_format import FORMAT_VERSION, METRIC_FIELDS, run_problem
 from bench.store import utc_now
 from bench.tools import Measurement, ToolFailure, strip_ansi
 from common.polling import poll
@@ -132,7 +132,7 @@ class Runner:
         return Target({"network": net}, {"network": net}, "0.0.0.0")
 
     def _labels(self, run: Run, role: str) -> dict[str, str]:
-        return {LABEL_SESSION: self.session, "overlay-bench.run": run.run_id, "overlay-bench.role": role}
+        return engines.labels(self.session, **{"overlay-bench.run": run.run_id, "overlay-bench.role": role})
 
     # ------------------------------------------------------------------ one run
     def execute(self, run: Run, skip_reason: str | None = None) -> RunResult:
@@ -163,6 +163,12 @@ class Runner:
             record.update(status="ok", reason=None, **measured.metrics)
             if measured.warmup_s is not None:
                 record["warmup_s"] = measured.warmup_s
+            problem = run_problem(record)
+            if problem:
+                # A figure the results cannot hold (NaN, negative): no measurement, and the
+                # line stays one that --resume and analysis read.
+                record.update(dict.fromkeys(METRIC_FIELDS))
+                failure = Failure(f"{case.tool} gave a value that is no measurement: {problem}")
         if failure is not None and not failure.engine_down:
             # Whatever the error said, a dead engine is the cause worth naming.
             dead = self.dead_engine(case)
@@ -175,7 +181,7 @@ class Runner:
 
     def _measure(self, run: Run) -> Measurement:
         case, plan = run.case, self.plan
-        port = plan.port_base + self._seq % 50  # distinct ports: a lingering socket never collides
+        port = ports.server_port(plan.port_base, self._seq)
         self._seq += 1
         target = self._target(case, port)
         made: list[Any] = []

@@ -22,7 +22,6 @@ from bench import engines, results_format, store, tools, underlay
 from bench import image as bench_image
 from bench import plan as bench_plan
 from bench import stack as bench_stack
-from bench.engines import LABEL_SESSION
 from bench.plan import Case, Plan, Run
 from bench.progress import Progress
 from bench.runner import Runner, RunResult
@@ -118,6 +117,7 @@ class Session:
         self.clients: dict[str, docker.DockerClient] = {}
         self.session_id = resume_dir.name if resume_dir else None
         self.created_networks: list[tuple[str, Any]] = []
+        self._writer = contextlib.ExitStack()  # the new session's lock, held until the end
 
     # ------------------------------------------------------------------ steps
     def _step(self, text: str):
@@ -132,9 +132,17 @@ class Session:
             self.clients = engines.connect_all(self.outputs["nodes"])
         try:
             with sigterm_as_interrupt(), engines.answering(doing="while preparing"):
+                if self.resume_dir:
+                    # What an earlier process of this session left (killed before its cleanup):
+                    # this process is the session's one writer (bench/__main__.py took
+                    # store.writer), so none of it belongs to a process still running it.
+                    engines.remove_session_containers(self.clients, self.session_id)
                 return self._run(all_cases, order, t0)
         finally:
-            self._cleanup()
+            try:
+                self._cleanup()
+            finally:
+                self._writer.close()
 
     def _run(self, all_cases: list[Case], order: list[Run], t0: float) -> Summary:
         tarball = None
@@ -227,7 +235,10 @@ class Session:
     def _session_dir(self) -> Path:
         if self.resume_dir:
             return self.resume_dir
-        return store.new_session_dir(self.results, self.outputs["stack"])
+        path = store.new_session_dir(self.results, self.outputs["stack"])
+        # Ours from its creation: a --resume of it while this process runs is refused.
+        self._writer.enter_context(store.writer(path))
+        return path
 
     def _metadata(self, image_id: str) -> dict[str, Any]:
         overlay = self.outputs["overlay_network"]
@@ -289,7 +300,7 @@ class Session:
         try:
             net = self.clients[manager].networks.create(
                 name, driver="overlay", attachable=True, options={"encrypted": "true"},
-                labels={LABEL_SESSION: self.session_id})
+                labels=engines.labels(self.session_id))
         except docker.errors.APIError as exc:
             return None, f"encrypted overlay cannot be created on this cluster: {exc.explanation or exc}"
         self.created_networks.append((manager, net))
@@ -314,8 +325,7 @@ class Session:
 
     # ------------------------------------------------------------------ cleanup
     def _cleanup(self) -> None:
-        if self.session_id:
-            engines.remove_session_containers(self.clients, self.session_id)
+        engines.remove_own_containers(self.clients)
         for _node, net in self.created_networks:
             with contextlib.suppress(Exception):
                 net.remove()
