@@ -110,7 +110,7 @@ def read_metadata(path: Path, shown: str) -> dict[str, Any]:
     version = metadata.get("format_version")
     if version not in fmt.READABLE_VERSIONS:
         raise AnalysisError(f"{meta_path} has format_version {version!r}; this analysis reads "
-                            f"version {fmt.FORMAT_VERSION}: use the overlay-bench that wrote it")
+                            f"version {fmt.readable_versions_text()}: use the overlay-bench that wrote it")
     outputs = metadata.get("stack_outputs")
     if not isinstance(outputs, dict) or not outputs.get("provider"):
         raise AnalysisError(f"{meta_path} lacks stack_outputs.provider: it does not follow "
@@ -204,9 +204,12 @@ def parse_lines(text: str, first_line: int, runs_path: str) -> tuple[pd.DataFram
         flag(frame[key].isna(), f"missing {key}")
     version = frame["format_version"].astype(object)  # Python ints: messages show 2, not np.int64(2)
     for value in version[~version.isin(fmt.READABLE_VERSIONS) & version.notna()].unique():
-        flag(version == value, f"format_version {value!r}, expected {fmt.FORMAT_VERSION}")
+        flag(version == value, f"format_version {value!r}, expected {fmt.readable_versions_text()}")
     for column, allowed in fmt.ENUM_FIELDS.items():
         flag(~frame[column].isin(allowed), f"{column} is not one of {', '.join(allowed)}")
+    for column, allowed in fmt.OPTIONAL_ENUM_FIELDS.items():
+        flag(frame[column].notna() & ~frame[column].isin(allowed),
+             f"{column} is not one of {', '.join(allowed)} (or null)")
     for column in fmt.NUMERIC_FIELDS:
         original = frame[column]
         # JSON true/false would pass as 1/0: a boolean is not a measurement.

@@ -14,11 +14,14 @@ from typing import Any
 
 # Version history of FORMAT_VERSION:
 #   1  first version: metadata.json and runs.jsonl as in docs/results-format.md.
+#   2  CPU cost from the kernels' counters: runs gain CPU_FIELDS (cpu_scope ... cpu_cores_per_gbps),
+#      metadata gains `cpu` (the kernels measured, their idle baseline). A session of version 1
+#      is still read by analysis; bench refuses to resume it (it has no idle baseline).
 # A new value of an enumeration (a tool, a network) or a new metric field (absent from older
 # lines, read as null) keeps the version. Renaming or removing a field, or changing what a
 # value means, makes a new version; READABLE_VERSIONS then says which ones readers still take.
-FORMAT_VERSION = 1
-READABLE_VERSIONS = (1,)
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 # ---------------------------------------------------------------- enumerations
 # One order everywhere: the plan's `full` profile, the table's columns, the messages.
@@ -37,6 +40,19 @@ METRIC_FIELDS = (
 # The metrics where more is better; for every other one, less is.
 HIGHER_IS_BETTER = frozenset({"throughput_mbps"})
 
+# CPU used on the nodes during a throughput run's measured window, from the kernels' own
+# counters (/proc/stat): null when not measured (latency tools, failed runs, format 1).
+# `cores` is CPU-seconds per second of the window, summed over the kernels measured: with
+# `cpu_scope` "machine" both ends share one kernel (lab nodes: the whole machine, counted
+# once), with "nodes" each end is its own kernel. total = user + system + softirq + irq;
+# steal (time a hypervisor gave to someone else) is reported beside it, not in it.
+CPU_SCOPES = ("machine", "nodes")
+CPU_PART_FIELDS = ("cpu_user_cores", "cpu_system_cores", "cpu_softirq_cores", "cpu_irq_cores")
+CPU_FIELDS = (
+    "cpu_scope", "cpu_window_s", *CPU_PART_FIELDS, "cpu_steal_cores", "cpu_total_cores",
+    "cpu_server_total_cores", "cpu_client_total_cores", "cpu_cores_per_gbps",
+)
+
 # Each tool and the metric its cases are compared by (with that metric's label in tables).
 TOOL_METRICS = {
     "iperf2": ("throughput_mbps", "Mbit/s"),
@@ -49,7 +65,7 @@ TOOLS = tuple(TOOL_METRICS)
 CASE_FIELDS = ("network", "tool", "protocol", "streams", "direction", "server_node", "client_node")
 RUN_FIELDS = (
     "format_version", "run_id", "case_id", "run_index", *CASE_FIELDS, "duration_s", "warmup_s",
-    "udp_target_mbps", "started_at", "wall_s", "status", "reason", *METRIC_FIELDS,
+    "udp_target_mbps", "started_at", "wall_s", "status", "reason", *METRIC_FIELDS, *CPU_FIELDS,
 )
 # Fields a line must carry to be read at all: what identifies the run, its case and outcome.
 REQUIRED_FIELDS = frozenset({
@@ -57,13 +73,15 @@ REQUIRED_FIELDS = frozenset({
     "server_node", "client_node", "duration_s", "status",
 })
 NUMERIC_FIELDS = ("streams", "duration_s", "warmup_s", "udp_target_mbps", "wall_s", "run_index",
-                  *METRIC_FIELDS)
+                  *METRIC_FIELDS, *CPU_FIELDS[1:])
 ENUM_FIELDS = {"network": NETWORKS, "tool": TOOLS, "protocol": PROTOCOLS,
                "direction": DIRECTIONS, "status": STATUSES}
+# Enumerations that may be null (not measured).
+OPTIONAL_ENUM_FIELDS = {"cpu_scope": CPU_SCOPES}
 
 # ---------------------------------------------------------------- metadata.json
 METADATA_FIELDS = ("format_version", "session", "started_at", "command_line", "seed",
-                   "stack_outputs", "nodes", "image", "tool_versions", "plan")
+                   "stack_outputs", "nodes", "cpu", "image", "tool_versions", "plan")
 # What is recorded of each node, under metadata["nodes"][NODE_NAME].
 NODE_FIELDS = ("engine_version", "kernel", "os", "host_mtu_bytes", "overlay_mtu_bytes")
 
@@ -75,6 +93,12 @@ IDENTITY_FIELDS = (*STACK_IDENTITY_FIELDS, "tool_versions")
 
 class FormatError(ValueError):
     """A line or document that does not follow the format; the message says how."""
+
+
+def readable_versions_text() -> str:
+    """The versions readers take, for messages: "1 or 2"."""
+    *rest, last = (str(v) for v in READABLE_VERSIONS)
+    return f"{', '.join(rest)} or {last}" if rest else last
 
 
 def stack_identity(stack_outputs: dict[str, Any]) -> dict[str, Any]:

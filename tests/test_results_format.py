@@ -64,15 +64,18 @@ def test_the_doc_lists_the_modules_fields_in_order():
     assert [code(r[0]) for r in metrics] == list(fmt.METRIC_FIELDS)
     assert {code(r[0]) for r in metrics if r[2] == "higher"} == fmt.HIGHER_IS_BETTER
     assert {r[2] for r in metrics} <= {"higher", "lower"}
+    assert [code(r[0]) for r in table(DOC_SECTIONS["CPU"])] == list(fmt.CPU_FIELDS)
+    assert [code(r[0]) for r in runs if r[2] == "CPU" or r[2].startswith("CPU ")] == list(fmt.CPU_FIELDS)
 
 
 def test_the_doc_lists_the_modules_values_in_order():
     values = {}
     for line in DOC_SECTIONS["Values"].splitlines():
-        match = re.fullmatch(r"- `(\w+)`: (.*)", line)
+        match = re.fullmatch(r"- `(\w+)`: (.*?)( \(or null: not measured\))?", line)
         if match:
             values[match.group(1)] = tuple(code(v.strip()) for v in match.group(2).split(","))
-    assert values == fmt.ENUM_FIELDS
+            assert bool(match.group(3)) == (match.group(1) in fmt.OPTIONAL_ENUM_FIELDS)
+    assert values == fmt.ENUM_FIELDS | fmt.OPTIONAL_ENUM_FIELDS
     tools = {code(r[0]): (code(r[1]), r[2]) for r in table(DOC_SECTIONS["Metrics"].split("compared by one metric")[1])}
     assert tools == fmt.TOOL_METRICS
     assert list(tools) == list(fmt.TOOLS)
@@ -111,6 +114,10 @@ def test_metadata_has_every_field_in_order():
     assert list(doc) == list(fmt.METADATA_FIELDS) and doc["format_version"] == fmt.FORMAT_VERSION
     with pytest.raises(ValueError):
         fmt.metadata(session="x")
+
+
+def test_readers_take_the_versions_they_say():
+    assert fmt.READABLE_VERSIONS == (1, 2) and fmt.readable_versions_text() == "1 or 2"
 
 
 def test_identity_of_a_session():
