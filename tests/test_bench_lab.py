@@ -15,6 +15,7 @@ import docker
 import pytest
 
 from bench.engines import LABEL_SESSION
+from bench.results_format import CPU_FIELDS, CPU_PART_FIELDS
 from tests import names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,6 +97,17 @@ def wait_for(cond, timeout_s: float, what: str, proc: subprocess.Popen | None = 
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def iperf3_client_running(doc: dict) -> bool:
+    """An iperf3 client runs in the idle client container (exec'd there for a run)."""
+    client = docker.DockerClient(base_url=doc["nodes"][1]["docker_host"], timeout=10)
+    with contextlib.closing(client):
+        for ctr in client.containers.list(filters={"label": "overlay-bench.role=client"}):
+            with contextlib.suppress(docker.errors.APIError):
+                if any("iperf3" in " ".join(p) for p in ctr.top().get("Processes") or []):
+                    return True
+    return False
+
+
 def lines_in(results: Path) -> int:
     files = list(results.glob("*/runs.jsonl"))
     return len(files[0].read_text().splitlines()) if files else 0
@@ -122,6 +134,25 @@ def check_metrics(rec: dict) -> None:
         assert rec["cpu_client_percent"] > 0 and rec["cpu_server_percent"] > 0
         if rec["protocol"] == "tcp":
             assert rec["retransmits"] is not None
+    check_cpu(rec)
+
+
+def check_cpu(rec: dict) -> None:
+    """A throughput run's CPU, from the machine's counters (the lab's nodes share one kernel)."""
+    if rec["tool"] == "sockperf":
+        assert all(rec[f] is None for f in CPU_FIELDS), rec
+        return
+    assert rec["cpu_scope"] == "machine", rec
+    assert rec["cpu_server_total_cores"] is None and rec["cpu_client_total_cores"] is None
+    parts = sum(rec[f] for f in CPU_PART_FIELDS)
+    assert rec["cpu_total_cores"] == pytest.approx(parts, abs=1e-3)  # the parts make the total
+    cpus = os.cpu_count()
+    assert 0 < rec["cpu_total_cores"] <= cpus + 0.05 and 0 <= rec["cpu_steal_cores"] <= cpus
+    assert rec["cpu_cores_per_gbps"] > 0
+    assert rec["cpu_cores_per_gbps"] == pytest.approx(rec["cpu_total_cores"] / (rec["throughput_mbps"] / 1000),
+                                                      rel=1e-3)
+    # The window is the tool's measured one (warm-up left out), less the last tenth of a second.
+    assert rec["cpu_window_s"] == pytest.approx(rec["duration_s"] - 0.1, abs=0.3), rec
 
 
 class TestClassic:
@@ -136,7 +167,7 @@ class TestClassic:
         assert res.returncode == 0, res.stderr
         (session,) = sessions(results)
         meta = json.loads((session / "metadata.json").read_text())
-        assert meta["format_version"] == 1 and meta["session"] == session.name
+        assert meta["format_version"] == 2 and meta["session"] == session.name
         assert meta["stack_outputs"] == doc
         assert meta["tool_versions"] == {"iperf3": "3.12", "iperf2": "2.1.8", "sockperf": "3.7"}
         assert meta["image"]["name"] == "overlay-bench/tools:1" and meta["image"]["id"].startswith("sha256:")
@@ -181,6 +212,8 @@ class TestClassic:
             return real(self, case, server)
 
         monkeypatch.setattr(runner.Runner, "_server_address", no_address_the_first_time)
+        # Servers start at the run, not ahead of it: the injected failure is the run's.
+        monkeypatch.setattr(runner.Runner, "prepare", lambda self, cases: None)
         doc, _ = classic
         results = tmp_path / "results"
         rc = bench_main.main(["--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results),
@@ -242,7 +275,7 @@ class TestClassic:
         proc = subprocess.Popen(bench_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
         try:
-            wait_for(lambda: leftover_containers(doc, "overlay-bench.role=client"), 60, "a run in progress", proc)
+            wait_for(lambda: iperf3_client_running(doc), 60, "a run in progress", proc)
             proc.send_signal(signal.SIGTERM)
             out, err = proc.communicate(timeout=60)
         finally:
@@ -303,7 +336,7 @@ class TestClassic:
                                 text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
         try:
             wait_for(lambda: lines_in(results) >= 1, 60, "the first run stored", proc)
-            wait_for(lambda: leftover_containers(doc, "overlay-bench.role=client"), 60, "the second run in progress", proc)
+            wait_for(lambda: iperf3_client_running(doc), 60, "the second run in progress", proc)
             pid = int(Path(f"/run/overlay-bench/{CLASSIC[0]}/n2/docker.pid").read_text())
             os.kill(pid, signal.SIGKILL)
             out, err = proc.communicate(timeout=120)
@@ -329,6 +362,122 @@ class TestClassic:
         finally:
             # Rebuild the lab for the tests after this one (up rebuilds a broken lab).
             assert lab.up(CLASSIC[0], status=Status(quiet=True), **spec) == doc
+
+
+    def test_cpu_of_every_throughput_run_and_the_idle_baseline(self, classic, tmp_path):
+        doc, _ = classic
+        results = tmp_path / "results"
+        res = run_bench("--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results),
+                        "--networks", "host,overlay", "--tools", "iperf2,iperf3", "--streams", "4",
+                        "--runs", "2", "--duration", "2", "--warmup", "1")
+        assert res.returncode == 0, res.stderr
+        (session,) = sessions(results)
+        meta = json.loads((session / "metadata.json").read_text())
+        cpu_doc = meta["cpu"]
+        # The lab's nodes are namespaces of this machine: one kernel, read once.
+        assert cpu_doc["scope"] == "machine" and cpu_doc["unavailable"] == {}
+        (kernel,) = cpu_doc["kernels"]
+        assert kernel["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        assert sorted(kernel["nodes"]) == sorted(n["name"] for n in doc["nodes"])
+        assert kernel["cpus"] == os.cpu_count()
+        idle = kernel["idle"]
+        assert idle["window_s"] == pytest.approx(1.0, abs=0.1)
+        assert idle["total_cores"] == pytest.approx(sum(idle[f"{p}_cores"] for p in ("user", "system", "softirq", "irq")),
+                                                    abs=1e-3)
+        runs = runs_of(session)
+        ok = [r for r in runs if r["status"] == "ok"]
+        assert len(ok) == 8
+        for rec in ok:
+            check_metrics(rec)
+        # Nothing running costs less than the traffic. Other jobs on this machine count in both
+        # (the figure is the whole machine's): a baseline near every CPU busy is theirs.
+        loaded = [r["cpu_total_cores"] for r in ok]
+        assert idle["total_cores"] < sum(loaded) / len(loaded), (
+            f"idle baseline {idle} not below the runs' {loaded}: was the machine busy with other jobs?")
+        assert "% of a core per Gbit/s" in res.stderr
+        assert leftover_containers(doc) == {}
+
+    def test_precision_stops_on_the_target_or_at_max_runs_and_resumes(self, classic, tmp_path):
+        doc, _ = classic
+        outputs = write_outputs(doc, tmp_path)
+        common = ["--outputs", str(outputs), "--networks", "host,bridge", "--tools", "iperf3", "--streams", "1",
+                  "--duration", "1", "--warmup", "0", "--runs", "2"]
+        # A target any two runs meet: the first check stops it.
+        results = tmp_path / "loose"
+        res = run_bench(*common, "--results", str(results), "--precision", "1000", "--max-runs", "6")
+        assert res.returncode == 0, res.stderr
+        (session,) = sessions(results)
+        decisions = [json.loads(line) for line in (session / "precision.jsonl").read_text().splitlines()]
+        assert [(d["round"], d["stop"], d["reason"]) for d in decisions] == [(2, True, "target met")]
+        (comparison,) = decisions[0]["comparisons"]
+        assert comparison["network"] == "bridge" and comparison["met"] and comparison["half_width_points"] > 0
+        assert len(runs_of(session)) == 4
+        assert "precision: target +-1000 points, round 2: 1 of 1 comparisons within it; stopped: target met" in res.stdout
+
+        # A target no run meets: rounds are added up to --max-runs; interrupted, then resumed.
+        results = tmp_path / "strict"
+        args = [*common, "--results", str(results), "--precision", "0.0001", "--max-runs", "4"]
+        proc = subprocess.Popen(bench_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        try:
+            wait_for(lambda: lines_in(results) >= 5, 120, "a third round started", proc)
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 130, err
+        (session,) = sessions(results)
+        rounds_before = [json.loads(line)["round"] for line in (session / "precision.jsonl").read_text().splitlines()]
+        assert rounds_before[0] == 2
+        res = run_bench("--resume", str(session), "--outputs", str(outputs))
+        assert res.returncode == 0, res.stderr
+        decisions = [json.loads(line) for line in (session / "precision.jsonl").read_text().splitlines()]
+        assert [d["round"] for d in decisions][:len(rounds_before)] == rounds_before  # appended, never rewritten
+        assert (decisions[-1]["round"], decisions[-1]["stop"], decisions[-1]["reason"]) == (4, True, "max runs reached")
+        assert not decisions[-1]["comparisons"][0]["met"]
+        ok = [r for r in runs_of(session) if r["status"] == "ok"]
+        assert sorted(r["run_id"] for r in ok) == sorted(
+            f"iperf3-tcp-P1-forward-{net}-{doc['nodes'][0]['name']}-{doc['nodes'][1]['name']}#{k}"
+            for net in ("host", "bridge") for k in range(1, 5))
+        assert "stopped: max runs reached" in res.stdout
+        assert leftover_containers(doc) == {}
+
+        # analysis shows the half-width reached and whether the target was met.
+        done = subprocess.run([sys.executable, "-m", "analysis", str(session), "--out", str(tmp_path / "out")],
+                              capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert done.returncode == 0, done.stderr
+        report = (tmp_path / "out/report.md").read_text()
+        assert "## Precision" in report and "| +-0.0001 points | 4 |" in report and "| 4 | no |" in report
+
+    def test_a_killed_server_is_started_again_and_the_run_tried_again(self, classic, tmp_path):
+        doc, _ = classic
+        results = tmp_path / "results"
+        args = ["--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results), "--networks", "host",
+                "--tools", "iperf3", "--streams", "1", "--runs", "3", "--duration", "2", "--warmup", "0"]
+        proc = subprocess.Popen(bench_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        server_node = docker.DockerClient(base_url=doc["nodes"][0]["docker_host"], timeout=10)
+        try:
+            wait_for(lambda: lines_in(results) >= 1, 60, "the first run stored", proc)
+            (server,) = server_node.containers.list(filters={"label": "overlay-bench.role=server"})
+            server.kill()  # docker kill, between runs or during the second
+            out, err = proc.communicate(timeout=120)
+        finally:
+            server_node.close()
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 0, err
+        (session,) = sessions(results)
+        runs = runs_of(session)
+        failed = [r for r in runs if r["status"] == "failed"]
+        assert len(failed) == 1, runs
+        assert f"the server on {doc['nodes'][0]['name']} had exited" in failed[0]["reason"]
+        after = runs[runs.index(failed[0]) + 1]
+        assert after["run_id"] == failed[0]["run_id"] and after["status"] == "ok"  # the same run, again
+        assert sorted(r["run_index"] for r in runs if r["status"] == "ok") == [1, 2, 3]
+        assert "set-up retries 1" in out
+        assert leftover_containers(doc) == {}
 
 
 class TestSwarm:

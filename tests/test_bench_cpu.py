@@ -1,0 +1,133 @@
+"""bench/cpu.py: the counters read from captured /proc/stat samples, the arithmetic of a run's
+CPU fields, and the sampler's stream framing over a real socket pair."""
+from __future__ import annotations
+
+import concurrent.futures
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from bench import cpu
+from bench.results_format import CPU_FIELDS, CPU_PART_FIELDS
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "cpu"
+BOOT_ID = "86141126-a0d2-466b-a4c4-075c92e94390"
+
+
+def sample(n: int) -> tuple[str, cpu.Counters]:
+    return cpu.parse_sample((FIXTURES / f"sample-{n}.txt").read_text())
+
+
+def test_a_sample_is_the_boot_id_and_the_aggregate_counters():
+    boot_id, counters = sample(1)
+    assert boot_id == BOOT_ID
+    assert counters.cpus == 2
+    assert counters.ticks == {"user": 392186, "nice": 0, "system": 266275, "idle": 509180, "iowait": 5287,
+                              "irq": 0, "softirq": 116051, "steal": 1401}
+
+
+def test_usage_between_two_samples_in_cores():
+    used = cpu.usage(sample(1)[1], sample(2)[1])
+    # 203 ticks over 2 CPUs: 101.5 ticks per CPU; user 92, system 87, softirq 21 ticks.
+    assert used == {"user_cores": round(92 / 101.5, 4), "system_cores": round(87 / 101.5, 4),
+                    "softirq_cores": round(21 / 101.5, 4), "irq_cores": 0.0, "steal_cores": 0.0,
+                    "total_cores": round(round(92 / 101.5, 4) + round(87 / 101.5, 4) + round(21 / 101.5, 4), 4),
+                    "window_s": 1.015}
+
+
+def test_counters_that_did_not_advance_are_refused():
+    with pytest.raises(cpu.CpuError, match="did not advance"):
+        cpu.usage(sample(2)[1], sample(1)[1])
+    with pytest.raises(cpu.CpuError, match="no cpu lines"):
+        cpu.parse_stat("intr 1 2 3\n")
+    with pytest.raises(cpu.CpuError, match="not a CPU sample"):
+        cpu.parse_sample("")
+
+
+def test_old_kernels_without_steal_read_as_zero():
+    counters = cpu.parse_stat("cpu  10 0 5 100 1 0 2\ncpu0 10 0 5 100 1 0 2\n")
+    assert counters.ticks["steal"] == 0 and counters.cpus == 1
+
+
+def used(total_parts=(0.5, 0.3, 0.2, 0.0), steal=0.01, window=4.9):
+    parts = dict(zip(("user_cores", "system_cores", "softirq_cores", "irq_cores"), total_parts))
+    return {**parts, "steal_cores": steal, "total_cores": round(sum(total_parts), 4), "window_s": window}
+
+
+def test_one_kernel_is_the_machine_counted_once():
+    fields = cpu.run_fields({"k": used()}, "k", "k", throughput_mbps=2000.0)
+    assert list(fields) == list(CPU_FIELDS)
+    assert fields["cpu_scope"] == "machine"
+    assert fields["cpu_total_cores"] == 1.0 == round(sum(fields[f] for f in CPU_PART_FIELDS), 4)
+    assert fields["cpu_steal_cores"] == 0.01  # beside the total, not in it
+    assert fields["cpu_server_total_cores"] is None and fields["cpu_client_total_cores"] is None
+    assert fields["cpu_cores_per_gbps"] == 0.5  # 1 core for 2 Gbit/s: 50 % of a core per Gbit/s
+    assert fields["cpu_window_s"] == 4.9
+
+
+def test_two_kernels_are_each_node_and_their_sum():
+    fields = cpu.run_fields({"a": used((0.4, 0.2, 0.1, 0.0)), "b": used((0.1, 0.3, 0.3, 0.1), window=4.8)},
+                            "a", "b", throughput_mbps=1000.0)
+    assert fields["cpu_scope"] == "nodes"
+    assert fields["cpu_server_total_cores"] == 0.7 and fields["cpu_client_total_cores"] == 0.8
+    assert fields["cpu_user_cores"] == 0.5 and fields["cpu_softirq_cores"] == 0.4
+    assert fields["cpu_total_cores"] == 1.5 == round(sum(fields[f] for f in CPU_PART_FIELDS), 4)
+    assert fields["cpu_cores_per_gbps"] == 1.5 and fields["cpu_window_s"] == 4.85
+
+
+def test_no_throughput_no_figure_per_gbit():
+    assert cpu.run_fields({"k": used()}, "k", "k", throughput_mbps=None)["cpu_cores_per_gbps"] is None
+
+
+def frame(payload: bytes, stream: int = 1) -> bytes:
+    return struct.pack(">BxxxL", stream, len(payload)) + payload
+
+
+def test_a_sample_is_read_across_frames_up_to_the_end_mark():
+    """The engine's multiplexed stream (8-byte headers), split anywhere, over a real socket."""
+    ours, engine = socket.socketpair()
+    try:
+        text = (FIXTURES / "sample-1.txt").read_bytes() + cpu.END_MARK.encode() + b"\n"
+        stream = frame(text[:50]) + frame(b"noise on stderr", 2) + frame(text[50:])
+        attached = cpu._Attached(container=None, sock=ours)
+        engine.sendall(stream[:5])  # a header cut in two
+        engine.sendall(stream[5:])
+        out = attached.sample()
+        assert engine.recv(1) == b"\n"  # the request: one line on the sampler's stdin
+        assert cpu.parse_sample(out.replace(cpu.END_MARK, "")) == sample(1)
+        assert "noise" not in out
+        engine.close()
+        with pytest.raises(cpu.CpuError, match="stopped answering"):
+            attached.sample()
+    finally:
+        ours.close()
+
+
+def test_the_sampler_loop_prints_a_sample_per_line(tmp_path):
+    """The container's shell loop, run here on this machine's /proc."""
+    script = cpu.SAMPLER_ARGV[2].replace(cpu.HOST_PROC, "/proc")
+    done = subprocess.run(["sh", "-c", script], input="\n\n", capture_output=True, text=True, timeout=10)
+    samples = [s for s in done.stdout.split(cpu.END_MARK + "\n") if s]
+    assert len(samples) == 2
+    first, second = (cpu.parse_sample(s) for s in samples)
+    assert first[0] == second[0] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    assert first[1].cpus == second[1].cpus >= 1
+
+
+def test_a_cancelled_window_takes_no_sample():
+    class Never:
+        _timers = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+
+        def read(self, kernels):
+            raise AssertionError("a cancelled window must not read")
+
+    now = time.monotonic()
+    window = cpu.Window(Never(), ["k"], now + 30, now + 60)
+    started = time.monotonic()
+    window.cancel()
+    assert window.used() is None
+    assert time.monotonic() - started < 1  # the timers do not wait for their deadlines
