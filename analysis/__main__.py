@@ -65,7 +65,7 @@ def print_table(display, plain: bool) -> None:
 
 
 def run_analysis(args) -> int:
-    from analysis import load, parallel, report
+    from analysis import load, parallel, precision, report
     from analysis import table as tbl
 
     # Bad paths fail here, before any work.
@@ -80,7 +80,7 @@ def run_analysis(args) -> int:
         setups = load.assign_setups(sessions, args.merge)
         runs = load.runs_table(setups)
         providers = {label: members[0].metadata["stack_outputs"]["provider"] for label, members in setups.items()}
-        summary = tbl.summarize(runs, providers, load.node_mtus(setups))
+        summary = tbl.summarize(runs, providers, load.node_mtus(setups), precision.targets(setups))
         out = Path(args.out) if args.out else default_out(sessions)
         written = report.write(out, setups, runs, summary, problems, pool)
     print_table(tbl.display_table(summary, compact=True), args.plain)

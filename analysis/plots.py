@@ -165,12 +165,53 @@ def cpu_per_gbps(summary: pd.DataFrame, runs: pd.DataFrame):
     return fig
 
 
+PART_COLOURS = {"user": "#8172B3", "system": "#64B5CD", "softirq": "#CCB974", "irq": "#937860"}
+
+
+def cpu_cost_per_gbps(summary: pd.DataFrame):
+    """CPU per Gbit/s from the kernels' counters: per case and network, the parts stacked
+    (user, system, softirq, irq), the 95 % interval of the total as a whisker."""
+    networks = [n for n in NETWORKS if f"{n}_cpu_n" in summary and (summary[f"{n}_cpu_n"] > 0).any()]
+    if not networks:
+        return None
+    rows = summary[np.logical_or.reduce([summary[f"{n}_cpu_n"] > 0 for n in networks])]
+    total = len(rows)
+    rows = rows.head(MAX_ROWS).iloc[::-1]
+    labels = [f"{r.setup}: {tbl.case_label(r)}" for _, r in rows.iterrows()]
+    height = 0.8 / len(networks)
+    fig, ax = _figure(_text_in(labels, 8) + 0.6, max(4.0, 1.6 + 0.34 * len(rows) * len(networks)), legend_in=1.0)
+    y = np.arange(len(rows))
+    for i, net in enumerate(networks):
+        offset = y + (len(networks) - 1 - i - (len(networks) - 1) / 2) * height
+        left = np.zeros(len(rows))
+        for part, colour in PART_COLOURS.items():
+            width = np.nan_to_num(rows[f"{net}_cpu_{part}_percent_per_gbps_mean"].to_numpy())
+            ax.barh(offset, width, left=left, height=height * 0.9, color=colour,
+                    edgecolor=COLOURS[net], linewidth=1.2, label=part if i == 0 else None)
+            left += width
+        mean = rows[f"{net}_cpu_percent_per_gbps_mean"].to_numpy()
+        err = np.vstack([mean - rows[f"{net}_cpu_percent_per_gbps_ci_low"].to_numpy(),
+                         rows[f"{net}_cpu_percent_per_gbps_ci_high"].to_numpy() - mean])
+        ax.errorbar(mean, offset, xerr=np.nan_to_num(err), fmt="none", ecolor="#222", capsize=2, elinewidth=1)
+        for yy, value in zip(offset, mean):
+            if not np.isnan(value):
+                ax.text(0, yy, f" {net} ", va="center", ha="right", fontsize=7, color=COLOURS[net])
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.tick_params(axis="y", pad=_text_in([f" {n} " for n in networks], 7) * 72 + 2)
+    ax.set_xlabel("% of a core per Gbit/s (mean; whiskers: 95% confidence interval of the total)")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    _title(ax, "CPU per Gbit/s from the kernels' counters (outline: network)", len(labels), total)
+    return fig
+
+
 # File name -> drawing function; the titles are in report.PLOT_TITLES (no matplotlib there).
 PLOTS = {
     "throughput_by_network.png": lambda summary, runs: throughput_by_network(summary),
     "throughput_vs_streams.png": lambda summary, runs: throughput_vs_streams(summary),
     "latency_percentiles.png": latency_percentiles,
     "cpu_per_gbps.png": cpu_per_gbps,
+    "cpu_cost_per_gbps.png": lambda summary, runs: cpu_cost_per_gbps(summary),
 }
 
 

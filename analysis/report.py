@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import AnalysisError, stats
+from analysis import AnalysisError, cpu, precision, stats
 from analysis import table as tbl
 from analysis.load import LineProblem, Session
 from analysis.parallel import Serial
@@ -81,10 +81,39 @@ def problems_text(problems: list[LineProblem]) -> str:
     return "\n".join(lines + [f"- `{p}`" for p in problems])
 
 
-def render_markdown(sessions: pd.DataFrame, display: pd.DataFrame, plots: dict, problems) -> str:
+def extra_sections(setups, summary: pd.DataFrame) -> list[tuple[str, list[pd.DataFrame | str]]]:
+    """The sections after the comparison: the CPU cost (with each session's idle baseline),
+    and the precision reached when a session asked for one. Each is a title and its parts:
+    tables and paragraphs."""
+    networks = [n for n in tbl.NETWORKS if f"{n}_n" in summary]
+    cpu_table = cpu.display(summary, networks)
+    if cpu_table.empty:
+        cost: list[pd.DataFrame | str] = [
+            "No run in these results has CPU figures from the kernels' counters (results format 2 "
+            "records them for every iperf2 and iperf3 run)."]
+    else:
+        cost = [cpu_table, cpu.NOTES, "Idle baseline (before the runs, nothing of the session running):",
+                cpu.idle_table(setups)]
+    sections = [("CPU cost", cost)]
+    reached = precision.display(summary, networks)
+    if reached is not None:
+        sections.append(("Precision", [reached, precision.NOTES]))
+    return sections
+
+
+def _markdown_parts(parts) -> list[str]:
+    return [markdown_table(p) if isinstance(p, pd.DataFrame) else p.rstrip("\n") for p in parts]
+
+
+def render_markdown(sessions: pd.DataFrame, display: pd.DataFrame, plots: dict, problems,
+                    sections: list | None = None) -> str:
     parts = ["# Overlay network overhead", "", "## Sessions", "", markdown_table(sessions), "",
-             "## Comparison", "", markdown_table(display), "", NOTES, "## 2015 reference", "",
-             markdown_table(reference_table()), "", "## Plots", ""]
+             "## Comparison", "", markdown_table(display), "", NOTES]
+    for title, body in sections or []:
+        parts += [f"## {title}", ""]
+        for part in _markdown_parts(body):
+            parts += [part, ""]
+    parts += ["## 2015 reference", "", markdown_table(reference_table()), "", "## Plots", ""]
     for name, (title, png) in plots.items():
         parts.append(f"![{title}]({name})" if png else f"- {title}: nothing to draw in these results.")
     parts += ["", "## Skipped lines", "", problems_text(problems), ""]
@@ -102,13 +131,19 @@ pre { white-space: pre-wrap; }
 """
 
 
-def render_html(sessions: pd.DataFrame, display: pd.DataFrame, plots: dict, problems) -> str:
+def render_html(sessions: pd.DataFrame, display: pd.DataFrame, plots: dict, problems,
+                sections: list | None = None) -> str:
     parts = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'>",
              "<title>Overlay network overhead</title>", f"<style>{STYLE}</style></head><body>",
              "<h1>Overlay network overhead</h1>", "<h2>Sessions</h2>",
              sessions.to_html(index=False, border=0), "<h2>Comparison</h2>",
-             display.to_html(index=False, border=0), f"<pre>{html.escape(NOTES)}</pre>",
-             "<h2>2015 reference</h2>", reference_table().to_html(index=False, border=0), "<h2>Plots</h2>"]
+             display.to_html(index=False, border=0), f"<pre>{html.escape(NOTES)}</pre>"]
+    for title, body in sections or []:
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        for part in body:
+            parts.append(part.to_html(index=False, border=0) if isinstance(part, pd.DataFrame)
+                         else f"<pre>{html.escape(part)}</pre>")
+    parts += ["<h2>2015 reference</h2>", reference_table().to_html(index=False, border=0), "<h2>Plots</h2>"]
     for title, png in plots.values():
         if png:
             data = base64.b64encode(png).decode("ascii")
@@ -149,7 +184,8 @@ PLOT_TITLES = {
     "throughput_by_network.png": "Throughput by network",
     "throughput_vs_streams.png": "Throughput against parallel streams",
     "latency_percentiles.png": "Latency percentiles",
-    "cpu_per_gbps.png": "CPU per Gbit/s",
+    "cpu_per_gbps.png": "CPU per Gbit/s of iperf3's own processes",
+    "cpu_cost_per_gbps.png": "CPU per Gbit/s from the kernels' counters",
 }
 
 
@@ -169,6 +205,7 @@ def write(out: Path, setups, runs: pd.DataFrame, summary: pd.DataFrame,
     summary.to_csv(out / "summary.csv", index=False, float_format="%.6g")
     sessions = sessions_table(setups, runs)
     display = tbl.display_table(summary)
+    sections = extra_sections(setups, summary)
     plots = {name: (PLOT_TITLES[name], png) for name, png in zip(names, drawing.result())}
     written = ["runs.csv", "summary.csv"]
     for name, (_, png) in plots.items():
@@ -177,6 +214,6 @@ def write(out: Path, setups, runs: pd.DataFrame, summary: pd.DataFrame,
             written.append(name)
         else:
             (out / name).unlink(missing_ok=True)  # a stale plot from an earlier analysis
-    (out / "report.md").write_text(render_markdown(sessions, display, plots, problems))
-    (out / "report.html").write_text(render_html(sessions, display, plots, problems))
+    (out / "report.md").write_text(render_markdown(sessions, display, plots, problems, sections))
+    (out / "report.html").write_text(render_html(sessions, display, plots, problems, sections))
     return ["report.md", "report.html", *written]

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis import stats
+from analysis import cpu, precision, stats
 from bench.results_format import NETWORKS, TOOL_METRICS
 
 CASE_KEYS = ["tool", "protocol", "streams", "direction", "server_node", "client_node",
@@ -50,8 +50,11 @@ def number_rows(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize(runs: pd.DataFrame, providers: dict[str, str],
-              mtus: dict[tuple[str, str], tuple[float, float]]) -> pd.DataFrame:
-    """The table as numbers (summary.csv): one row per setup and case.
+              mtus: dict[tuple[str, str], tuple[float, float]],
+              precision_targets: dict[str, float] | None = None) -> pd.DataFrame:
+    """The table as numbers (summary.csv): one row per setup and case, with the CPU cost
+    (analysis/cpu.py) and the precision reached (analysis/precision.py, against each setup's
+    target in `precision_targets`).
 
     Adds the column `row` to `runs`: the index of the run's row in the table.
     """
@@ -62,8 +65,9 @@ def summarize(runs: pd.DataFrame, providers: dict[str, str],
     done = runs.loc[runs["status"] != "failed", ["session", "run_id"]]
     retried = (runs["status"] == "failed") & pd.MultiIndex.from_frame(runs[["session", "run_id"]]).isin(
         pd.MultiIndex.from_frame(done))
+    counted = runs[~retried]
     # Group by the row number rather than by nine key columns: much faster on many runs.
-    runs = runs.loc[~retried, ["row", "network", "status", "reason"]].assign(value=metric_values(runs[~retried]))
+    runs = counted[["row", "network", "status", "reason"]].assign(value=metric_values(counted))
     ok = runs[runs["status"] == "ok"]
     desc = stats.describe(ok.set_index(["row", "network"])["value"], ["row", "network"])
     counts = runs.groupby(["row", "network", "status"]).size().unstack("status")
@@ -106,6 +110,9 @@ def summarize(runs: pd.DataFrame, providers: dict[str, str],
             p = stats.welch_p(*args)
             table[f"{net}_welch_p"] = p
             table[f"{net}_significant"] = pd.Series(p < stats.ALPHA).where(~np.isnan(p))
+
+    cpu.add_columns(table, counted, networks)
+    precision.add_columns(table, networks, precision_targets or {})
 
     host_mtu = _pair_mtu(table, mtus, 0)
     overlay_mtu = _pair_mtu(table, mtus, 1)

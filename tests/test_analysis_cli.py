@@ -25,8 +25,12 @@ VB2015 = FIXTURES / "20151205-130000-vb2015"
 LAB = FIXTURES / "20261126-130501-lab"
 LAB316 = FIXTURES / "20261126-150000-lab"
 FLAKY = FIXTURES / "20261126-170000-flaky"
-ALL = [DO2015, VB2015, LAB, LAB316, FLAKY]
-PLOTS = ("throughput_by_network.png", "throughput_vs_streams.png", "latency_percentiles.png", "cpu_per_gbps.png")
+# Results format 2, captured on a 1 Gbit/s swarm lab with --precision 1 --max-runs 4 while
+# other jobs kept the machine's CPUs busy (its idle baseline shows them).
+CPU = FIXTURES / "20261129-200303-cpf227pu"
+ALL = [DO2015, VB2015, LAB, LAB316, FLAKY, CPU]
+PLOTS = ("throughput_by_network.png", "throughput_vs_streams.png", "latency_percentiles.png", "cpu_per_gbps.png",
+         "cpu_cost_per_gbps.png")
 
 
 def analysis(*args, cwd=REPO, check=True):
@@ -146,6 +150,33 @@ def test_html_is_self_contained(full):
     assert "<table" in page and "unsupported: overlay-encrypted" in page and "-5.4" in page
 
 
+def test_cpu_cost_and_precision_of_a_format_2_session(full):
+    out, _ = full
+    rows = [r for r in csv.DictReader(open(out / "summary.csv")) if r["setup"] == "cpf227pu"]
+    runs = [json.loads(line) for line in open(REPO / CPU / "runs.jsonl")]
+    for row in rows:
+        mine = [r for r in runs if r["tool"] == row["tool"] and r["status"] == "ok"]
+        if row["tool"] == "sockperf":
+            assert row["host_cpu_n"] == "0" and row["overlay_cpu_percent_per_gbps_mean"] == ""
+            continue
+        assert row["cpu_scope"] == "machine"
+        for net in ("host", "overlay"):
+            values = [r["cpu_cores_per_gbps"] * 100 for r in mine if r["network"] == net]
+            assert row[f"{net}_cpu_n"] == str(len(values)) == "4"
+            assert float(row[f"{net}_cpu_percent_per_gbps_mean"]) == pytest.approx(sum(values) / 4, rel=1e-5)
+            parts = sum(float(row[f"{net}_cpu_{p}_percent_per_gbps_mean"]) for p in ("user", "system", "softirq", "irq"))
+            assert parts == pytest.approx(float(row[f"{net}_cpu_percent_per_gbps_mean"]), rel=1e-3)
+        low, high = float(row["overlay_cpu_extra_ci_low_percent"]), float(row["overlay_cpu_extra_ci_high_percent"])
+        assert low < float(row["overlay_cpu_extra_percent"]) < high
+        # The session asked for +-1 point: the half-width reached, and whether it was met.
+        half = float(row["overlay_overhead_half_width_points"])
+        assert row["precision_target_points"] == "1"
+        assert row["overlay_precision_met"] == str(half <= 1)
+    report = (out / "report.md").read_text()
+    assert "## CPU cost" in report and "## Precision" in report
+    assert "| cpf227pu | 20261129-200303-cpf227pu | cpf227pu-node1, cpf227pu-node2 | 2 |" in report  # idle baseline
+
+
 def test_plot_without_data_is_left_out_and_said(tmp_path):
     out = tmp_path / "out"
     analysis(DO2015, "--out", out)
@@ -161,7 +192,7 @@ def test_damaged_lines_are_reported_with_file_and_line_and_counted(tmp_path):
         f"{FLAKY}/runs.jsonl:6: skipped: throughput_mbps is not a number",
         f"{FLAKY}/runs.jsonl:7: skipped: not a JSON object",
         f"{FLAKY}/runs.jsonl:8: skipped: missing network",
-        f"{FLAKY}/runs.jsonl:10: skipped: format_version 2, expected 1",
+        f"{FLAKY}/runs.jsonl:10: skipped: format_version 3, expected 1 or 2",
         f"{FLAKY}/runs.jsonl:13: skipped: not JSON (Unterminated string starting at)",
         "7 damaged line(s) skipped (listed above and in report.md)",
     ]
@@ -188,7 +219,7 @@ def test_differing_metadata_are_not_merged_unless_asked(tmp_path):
 def test_other_stacks_are_other_rows(full):
     _, done = full
     setups = {line.split("|")[1].strip() for line in done.stdout.splitlines()[2:]}
-    assert setups == {"do2015", "vb2015", "flaky", "lab (iperf3 3.12)", "lab (iperf3 3.16)"}
+    assert setups == {"do2015", "vb2015", "flaky", "lab (iperf3 3.12)", "lab (iperf3 3.16)", "cpf227pu"}
 
 
 def test_compare_golden(tmp_path):
@@ -238,7 +269,7 @@ def test_default_is_latest_session_in_results(tmp_path):
     ("empty-dir", ["results"], "analysis: no results: results holds no session (no metadata.json in it or in its subdirectories); run `python -m bench` first"),
     ("no-runs", ["results"], "analysis: no results: no readable run in results/20261126-130501-lab; run `python -m bench` (or pass a session that has runs)"),
     ("all-damaged", ["results"], "analysis: no results: no readable run in results/20261126-130501-lab; run `python -m bench` (or pass a session that has runs)"),
-    ("future-format", ["results"], "analysis: results/20261126-130501-lab/metadata.json has format_version 2; this analysis reads version 1: use the overlay-bench that wrote it"),
+    ("future-format", ["results"], "analysis: results/20261126-130501-lab/metadata.json has format_version 3; this analysis reads version 1 or 2: use the overlay-bench that wrote it"),
     ("bad-metadata", ["results"], "analysis: results/20261126-130501-lab/metadata.json is not JSON (Expecting value: line 1 column 1 (char 0)): the session is damaged; re-run `python -m bench` or leave this session out"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, setup, args, message):
@@ -253,7 +284,7 @@ def test_bad_input_is_one_clear_line(tmp_path, setup, args, message):
         (session / "runs.jsonl").write_text('{"format_version": 1, "run_id": "x"\n')
     elif setup == "future-format":
         meta = json.loads((session / "metadata.json").read_text())
-        (session / "metadata.json").write_text(json.dumps(dict(meta, format_version=2)))
+        (session / "metadata.json").write_text(json.dumps(dict(meta, format_version=3)))
     elif setup == "bad-metadata":
         (session / "metadata.json").write_text("")
     done = analysis(*args, cwd=tmp_path, check=False)
