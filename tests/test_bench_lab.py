@@ -108,6 +108,21 @@ def iperf3_client_running(doc: dict) -> bool:
     return False
 
 
+def bench_until(args: list[str], until, what: str, then, timeout_s: float = 60) -> tuple[int, str, str]:
+    """Start python -m bench, wait until `until()`, call `then(proc)` (a signal, a kill), and
+    return its exit code, stdout and stderr once it ends."""
+    proc = subprocess.Popen(bench_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        wait_for(until, timeout_s, what, proc)
+        then(proc)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out, err
+
+
 def lines_in(results: Path) -> int:
     files = list(results.glob("*/runs.jsonl"))
     return len(files[0].read_text().splitlines()) if files else 0
@@ -234,16 +249,9 @@ class TestClassic:
         outputs = write_outputs(doc, tmp_path)
         args = ["--outputs", str(outputs), "--results", str(results), "--networks", "host,bridge",
                 "--tools", "iperf3", "--streams", "1", "--runs", "3", "--duration", "1", "--warmup", "0"]
-        proc = subprocess.Popen(bench_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        try:
-            wait_for(lambda: lines_in(results) >= 2, 60, "two stored runs", proc)
-            proc.send_signal(signal.SIGINT)  # Ctrl-C
-            out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        assert proc.returncode == 130, err
+        code, out, err = bench_until(args, lambda: lines_in(results) >= 2, "two stored runs",
+                                     lambda proc: proc.send_signal(signal.SIGINT))  # Ctrl-C
+        assert code == 130, err
         (session,) = sessions(results)
         assert f"interrupted: continue with --resume {session}" in out
         before = (session / "runs.jsonl").read_text()
@@ -272,16 +280,9 @@ class TestClassic:
         args = ["--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results),
                 "--networks", "host", "--tools", "iperf3", "--streams", "1", "--runs", "2",
                 "--duration", "20", "--warmup", "0"]
-        proc = subprocess.Popen(bench_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        try:
-            wait_for(lambda: iperf3_client_running(doc), 60, "a run in progress", proc)
-            proc.send_signal(signal.SIGTERM)
-            out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        assert proc.returncode == 130, err
+        code, out, err = bench_until(args, lambda: iperf3_client_running(doc), "a run in progress",
+                                     lambda proc: proc.send_signal(signal.SIGTERM))
+        assert code == 130, err
         assert "Traceback" not in err
         assert leftover_containers(doc) == {}
         (session,) = sessions(results)
@@ -332,19 +333,14 @@ class TestClassic:
         args = ["--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results),
                 "--networks", "host", "--tools", "iperf3", "--streams", "1", "--runs", "3",
                 "--duration", "3", "--warmup", "0"] + (["--keep-going"] if keep_going else [])
-        proc = subprocess.Popen(bench_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        try:
-            wait_for(lambda: lines_in(results) >= 1, 60, "the first run stored", proc)
-            wait_for(lambda: iperf3_client_running(doc), 60, "the second run in progress", proc)
+        def kill_engine(proc) -> None:
             pid = int(Path(f"/run/overlay-bench/{CLASSIC[0]}/n2/docker.pid").read_text())
             os.kill(pid, signal.SIGKILL)
-            out, err = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+
+        code, out, err = bench_until(args, lambda: lines_in(results) >= 1 and iperf3_client_running(doc),
+                                     "the second run in progress", kill_engine)
         try:
-            assert proc.returncode == 1, err
+            assert code == 1, err
             assert "Traceback" not in err
             (session,) = sessions(results)
             runs = runs_of(session)
@@ -417,16 +413,9 @@ class TestClassic:
         # A target no run meets: rounds are added up to --max-runs; interrupted, then resumed.
         results = tmp_path / "strict"
         args = [*common, "--results", str(results), "--precision", "0.0001", "--max-runs", "4"]
-        proc = subprocess.Popen(bench_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        try:
-            wait_for(lambda: lines_in(results) >= 5, 120, "a third round started", proc)
-            proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-        assert proc.returncode == 130, err
+        code, out, err = bench_until(args, lambda: lines_in(results) >= 5, "a third round started",
+                                     lambda proc: proc.send_signal(signal.SIGINT), timeout_s=120)
+        assert code == 130, err
         (session,) = sessions(results)
         rounds_before = [json.loads(line)["round"] for line in (session / "precision.jsonl").read_text().splitlines()]
         assert rounds_before[0] == 2
@@ -455,19 +444,13 @@ class TestClassic:
         results = tmp_path / "results"
         args = ["--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results), "--networks", "host",
                 "--tools", "iperf3", "--streams", "1", "--runs", "3", "--duration", "2", "--warmup", "0"]
-        proc = subprocess.Popen(bench_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-        server_node = docker.DockerClient(base_url=doc["nodes"][0]["docker_host"], timeout=10)
-        try:
-            wait_for(lambda: lines_in(results) >= 1, 60, "the first run stored", proc)
-            (server,) = server_node.containers.list(filters={"label": "overlay-bench.role=server"})
-            server.kill()  # docker kill, between runs or during the second
-            out, err = proc.communicate(timeout=120)
-        finally:
-            server_node.close()
-            if proc.poll() is None:
-                proc.kill()
-        assert proc.returncode == 0, err
+        def kill_server(proc) -> None:
+            with contextlib.closing(docker.DockerClient(base_url=doc["nodes"][0]["docker_host"], timeout=10)) as node:
+                (server,) = node.containers.list(filters={"label": "overlay-bench.role=server"})
+                server.kill()  # docker kill, between runs or during the second
+
+        code, out, err = bench_until(args, lambda: lines_in(results) >= 1, "the first run stored", kill_server)
+        assert code == 0, err
         (session,) = sessions(results)
         runs = runs_of(session)
         failed = [r for r in runs if r["status"] == "failed"]
