@@ -1,11 +1,11 @@
 """CPU used during a run's measured window, read from each node's kernel counters (/proc/stat).
 
 Each node gets one helper container for the whole session, with the host's /proc mounted
-read-only at /host/proc (a container's own /proc/stat may be virtualised, by lxcfs say). It
-runs a shell loop that prints the kernel's boot_id and /proc/stat each time a line arrives on
-its stdin. Bench attaches to it once through the node's own engine (unix, ssh or tcp alike)
-and asks for a sample by writing a newline: about 3 ms and 2 ms of CPU a sample, where a
-`docker exec` costs 50 ms and as much CPU, which would land in the window it measures.
+read-only at /host/proc (a container's own /proc/stat may be virtualised, by lxcfs say),
+running bench/shell.py's loop, attached once through the node's own engine (unix, ssh or tcp
+alike). A sample is a `cat` of the kernel's boot_id and /proc/stat run by that shell: about
+3 ms and 2 ms of CPU, where a `docker exec` costs 50 ms and as much CPU, which would land in
+the window it measures.
 
 Nodes that report the same boot_id run on one kernel (the lab's nodes are namespaces of one
 machine): that kernel is read once, through one of its nodes, and its figure is the whole
@@ -20,28 +20,23 @@ reported beside it (time a hypervisor gave to another guest is not CPU this run 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import dataclasses
 import os
-import struct
 import threading
 import time
 from typing import Any
 
 import docker
-import docker.errors
 
 from bench import engines
 from bench.engines import LABEL_SESSION
 from bench.results_format import CPU_FIELDS, CPU_PART_FIELDS
+from bench.shell import Shell, ShellError
 
 # Where the host's /proc is mounted in the helper container.
 HOST_PROC = "/host/proc"
-END_MARK = "overlay-bench: end of sample"
-# One sample per line read: the boot_id, then /proc/stat, then the end mark. `read` and `echo`
-# are shell builtins; `cat` is the one process a sample forks.
-SAMPLER_ARGV = ["sh", "-c", f"while read -r _; do cat {HOST_PROC}/sys/kernel/random/boot_id "
-                f'{HOST_PROC}/stat; echo "{END_MARK}"; done']
+# A sample: the kernel's boot_id, then /proc/stat.
+SAMPLE_ARGV = ["cat", f"{HOST_PROC}/sys/kernel/random/boot_id", f"{HOST_PROC}/stat"]
 # A sample that takes longer than this fails (the run keeps null CPU fields).
 SAMPLE_TIMEOUT_S = 5.0
 # Seconds of the idle baseline, measured once per session before the runs. With 100 ticks a
@@ -133,66 +128,30 @@ class Window:
         self._start = samplers._timers.submit(self._sample_at, start_at)
         self._end = samplers._timers.submit(self._sample_at, end_at)
 
-    def _sample_at(self, when: float) -> dict[str, Counters] | None:
+    def _sample_at(self, when: float) -> tuple[dict[str, Counters], float] | None:
+        """The sample, and when it was in hand (monotonic clock)."""
         if self._cancel.wait(max(0.0, when - time.monotonic())):
             return None
         try:
-            return self._samplers.read(self._kernels)
+            return self._samplers.read(self._kernels), time.monotonic()
         except (CpuError, engines.EngineError):
             return None
 
-    def used(self) -> dict[str, dict[str, float]] | None:
-        """Each kernel's usage over the window; None when a sample could not be read."""
+    def used(self, tool_ended_at: float) -> dict[str, dict[str, float]] | None:
+        """Each kernel's usage over the window; None when a sample could not be read, or the
+        last one came after the tool had ended (a machine too busy to read it in time: the
+        window would hold idle time)."""
         before, after = self._start.result(), self._end.result()
-        if not before or not after:
+        if not before or not after or after[1] > tool_ended_at:
             return None
         try:
-            return {k: usage(before[k], after[k]) for k in self._kernels}
+            return {k: usage(before[0][k], after[0][k]) for k in self._kernels}
         except CpuError:
             return None
 
     def cancel(self) -> None:
         """The run ended early (failed): the samples still due are not taken."""
         self._cancel.set()
-
-
-class _Attached:
-    """A node's sampler container and the stream attached to its stdin and stdout."""
-
-    def __init__(self, container, sock):
-        self.container = container
-        self._sock = sock  # keeps the HTTP response (and a TLS connection) alive
-        self._raw = getattr(sock, "_sock", sock)  # the socket itself (a paramiko channel over ssh)
-        self._raw.settimeout(SAMPLE_TIMEOUT_S)
-        self._buffer = b""
-        self._lock = threading.Lock()
-
-    def sample(self) -> str:
-        """Ask for a sample and read it: the stream's frames (8-byte header: stream, size)
-        up to the end mark."""
-        with self._lock:
-            try:
-                self._raw.sendall(b"\n")
-                out = b""
-                while END_MARK.encode() not in out:
-                    out += self._frame()
-            except (OSError, EOFError) as exc:
-                raise CpuError(f"the CPU sampler stopped answering ({exc or type(exc).__name__})") from None
-            return out.decode(errors="replace")
-
-    def _frame(self) -> bytes:
-        while len(self._buffer) < 8 or len(self._buffer) < 8 + struct.unpack(">BxxxL", self._buffer[:8])[1]:
-            chunk = self._raw.recv(65536)
-            if not chunk:
-                raise EOFError("end of stream")
-            self._buffer += chunk
-        stream, size = struct.unpack(">BxxxL", self._buffer[:8])
-        payload, self._buffer = self._buffer[8:8 + size], self._buffer[8 + size:]
-        return payload if stream == 1 else b""  # stdout only
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._raw.close()
 
 
 def parse_sample(text: str) -> tuple[str, Counters]:
@@ -210,7 +169,7 @@ class Samplers:
         self.clients = clients
         self.image = image
         self.session = session
-        self._attached: dict[str, _Attached] = {}
+        self._shells: dict[str, Shell] = {}
         self.kernel_of: dict[str, str] = {}  # node -> boot_id
         self.cpus: dict[str, int] = {}  # boot_id -> CPUs
         self.unavailable: dict[str, str] = {}  # node -> why its counters cannot be read
@@ -224,8 +183,8 @@ class Samplers:
         """Start each node's sampler and read its kernel's boot_id, in parallel."""
         def one(node: str) -> None:
             try:
-                self._attached[node] = self._start(node)
-                boot_id, counters = parse_sample(self._attached[node].sample())
+                self._shells[node] = self._start(node)
+                boot_id, counters = parse_sample(self._sample(node))
                 self.kernel_of[node] = boot_id
                 self.cpus[boot_id] = counters.cpus
             except (CpuError, engines.EngineError) as exc:
@@ -233,19 +192,27 @@ class Samplers:
 
         list(self._pool.map(one, self.clients))
 
-    def _start(self, node: str) -> _Attached:
+    def _start(self, node: str) -> Shell:
         client = self.clients[node]
+
+        def start_container(command: list[str], **kwargs: Any):
+            return client.containers.run(
+                self.image, command, detach=True, network_mode="none",
+                # The host's /proc, read-only: its /proc/stat counts every CPU of the kernel.
+                volumes={"/proc": {"bind": HOST_PROC, "mode": "ro"}},
+                labels={LABEL_SESSION: self.session, "overlay-bench.role": "cpu-sampler"}, **kwargs)
+
         try:
             with engines.answering(node):
-                ctr = client.containers.run(
-                    self.image, SAMPLER_ARGV, stdin_open=True, detach=True, network_mode="none",
-                    # The host's /proc, read-only: its /proc/stat counts every CPU of the kernel.
-                    volumes={"/proc": {"bind": HOST_PROC, "mode": "ro"}},
-                    labels={LABEL_SESSION: self.session, "overlay-bench.role": "cpu-sampler"})
-                sock = client.api.attach_socket(ctr.id, params={"stdin": 1, "stdout": 1, "stream": 1})
+                return Shell.start(client, node, start_container)
         except engines.EngineError as exc:
             raise CpuError(f"the CPU sampler cannot start on {node}: {exc}") from None
-        return _Attached(ctr, sock)
+
+    def _sample(self, node: str) -> str:
+        try:
+            return self._shells[node].run(SAMPLE_ARGV, SAMPLE_TIMEOUT_S).out
+        except ShellError as exc:
+            raise CpuError(f"the CPU sampler on {node}: {exc}") from None
 
     # ------------------------------------------------------------------ reading
     def kernels(self, *nodes: str) -> list[str] | None:
@@ -259,7 +226,7 @@ class Samplers:
         error = CpuError(f"no node reads kernel {kernel}")
         for node in [n for n, k in self.kernel_of.items() if k == kernel and n not in self._broken]:
             try:
-                boot_id, counters = parse_sample(self._attached[node].sample())
+                boot_id, counters = parse_sample(self._sample(node))
             except CpuError as exc:
                 # Its engine may be gone (each try waits SAMPLE_TIMEOUT_S): not asked again;
                 # another node of the same kernel may answer.
@@ -313,5 +280,5 @@ class Samplers:
         """Stop reading; the containers go with the session's cleanup by label."""
         self._timers.shutdown(wait=True, cancel_futures=True)
         self._pool.shutdown(wait=True, cancel_futures=True)
-        for attached in self._attached.values():
-            attached.close()
+        for shell in self._shells.values():
+            shell.close()

@@ -1,10 +1,11 @@
 """The runs: a server container pinned on node A, a client on node B, on the network under test.
 
 Pinning needs no scheduler: each container is created through its node's own engine. A
-case's server starts at its first run and serves every run after it (one per network, tool,
-protocol and node pair: streams and direction are the client's); each network's idle client
-container on a node serves every run's client, `docker exec`'d in it. So a run costs its
-measured time plus an exec, as the 2015 post's loop did with its server started once.
+case's server starts before its first run and serves every run after it (one per network,
+tool, protocol and node pair: streams and direction are the client's); each network's client
+container on a node runs a shell (bench/shell.py) that starts every run's client. So a run
+costs its measured time plus a millisecond, as the 2015 post's loop did with its server
+started once.
 Before each run the server is checked to be running; a dead one is started again and the
 run tried again (the failed attempt stays on record). Every container carries the session
 label and is removed at the end (close()); the session's finally removes anything left by
@@ -27,6 +28,7 @@ from bench import plan as bench_plan
 from bench.engines import ENGINE_DOWN, LABEL_SESSION
 from bench.plan import Case, Plan, Run, ServerKey, server_key
 from bench.results_format import CPU_FIELDS, FORMAT_VERSION, METRIC_FIELDS
+from bench.shell import Output, Shell, ShellError
 from bench.store import utc_now
 from bench.tools import Measurement, ToolFailure, strip_ansi
 from common.polling import poll
@@ -35,8 +37,10 @@ from common.polling import poll
 READY_TIMEOUT_S = 15.0
 # A run may take this much longer than its warm-up + duration before it is cut.
 RUN_SLACK_S = 30.0
-# Reachability probe on overlays: a closed TCP port on the server's address.
+# Reachability probe on overlays: a closed TCP port on the server's address (the probe gives
+# up after half a second by itself).
 PROBE_PORT = 9
+PROBE_TIMEOUT_S = 10.0
 REACH_TIMEOUT_S = 30.0
 
 
@@ -128,7 +132,7 @@ class Server:
 
 class Runner:
     """Runs the session's runs one by one; keeps each case's server and each (network, node)'s
-    idle client container up for the runs that follow, and removes them in close()."""
+    client container up for the runs that follow, and removes them in close()."""
 
     def __init__(self, outputs: dict[str, Any], clients: dict[str, docker.DockerClient], plan: Plan,
                  image: str, session: str, networks: dict[str, str], ports: dict[ServerKey, int],
@@ -145,10 +149,9 @@ class Runner:
         self.slack_s = slack_s
         self.reach_timeout_s = reach_timeout_s
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=6)
-        self._long_clients: dict[str, docker.DockerClient] = {}
         self._removals: list[concurrent.futures.Future] = []
         self._servers: dict[ServerKey, Server] = {}
-        self._holders: dict[tuple[str, str], Any] = {}  # (network, client node) -> idle client container
+        self._clients: dict[tuple[str, str], Shell] = {}  # (network, client node) -> its client container
 
     # ------------------------------------------------------------------ per network
     def _target(self, case: Case, port: int) -> Target:
@@ -211,22 +214,14 @@ class Runner:
     def _measure(self, run: Run) -> tuple[Measurement, dict[str, Any]]:
         case, plan, tool = run.case, self.plan, tools.get(run.case.tool)
         try:
-            server, holder = self._ready(case)
+            server, client = self._ready(case)
             mark = self._log_mark(case, server) if tool.reads_server_output(case) else None
-            argv = tool.client_argv(case, plan, server.address, server.port)
-            api = self._long_client(case.client_node).api
-            try:
-                with engines.answering(case.client_node):
-                    exec_id = api.exec_create(holder.id, argv, stdout=True, stderr=True)["Id"]
-            except engines.EngineRefused as exc:
-                # Its idle client container is gone (killed, say): the next attempt starts another.
-                self._evict_holder(case)
-                raise RunFailure(f"client container on {case.client_node} unusable: {exc}", setup=True) from None
         except (RunFailure, engines.EngineError) as exc:
             raise _set_up_failure(exc) from None
         window = self._cpu_window(case)
         try:
-            out, err = self._exec_client(case, api, exec_id)
+            out, err = self._run_client(case, client, tool.client_argv(case, plan, server.address, server.port))
+            ended_at = time.monotonic()
             measured = self._parse(case, out, err, server, mark)
         except RunFailure as exc:
             window and window.cancel()
@@ -234,7 +229,7 @@ class Runner:
         except BaseException:
             window and window.cancel()
             raise
-        return measured, self._cpu_fields(case, window, measured)
+        return measured, self._cpu_fields(case, window, measured, ended_at)
 
     # ------------------------------------------------------------------ CPU
     def _cpu_window(self, case: Case) -> cpu.Window | None:
@@ -248,16 +243,17 @@ class Runner:
         start = time.monotonic() + bench_plan.warmup_s(self.plan, case)
         return self.samplers.window(kernels, start, start + self.plan.duration_s - cpu.END_MARGIN_S)
 
-    def _cpu_fields(self, case: Case, window: cpu.Window | None, measured: Measurement) -> dict[str, Any]:
-        used = window.used() if window else None
+    def _cpu_fields(self, case: Case, window: cpu.Window | None, measured: Measurement,
+                    ended_at: float) -> dict[str, Any]:
+        used = window.used(ended_at) if window else None
         if not used:
             return {}
         return cpu.run_fields(used, self.samplers.kernel_of[case.server_node],
                               self.samplers.kernel_of[case.client_node], measured.metrics.get("throughput_mbps"))
 
     # ------------------------------------------------------------------ servers and clients
-    def _ready(self, case: Case) -> tuple[Server, Any]:
-        """The case's server (started if need be; checked to be running) and the idle client
+    def _ready(self, case: Case) -> tuple[Server, Shell]:
+        """The case's server (started if need be; checked to be running) and the client
         container of its network on the client node; on an overlay, the server reachable from it."""
         key = server_key(case)
         server = self._servers.get(key)
@@ -266,23 +262,23 @@ class Runner:
             self._evict_server(key)
             raise RunFailure(f"the server on {case.server_node} had exited ({why}); it is started again",
                              setup=True, server_died=True)
-        holder = self._holders.get((case.network, case.client_node))
-        if server is None or holder is None:
-            server, holder = self._start_missing(case, server, holder)
-        if case.network.startswith("overlay") and holder.id not in server.reached_from:
-            self._wait_reachable(case, holder, server.address)
-            server.reached_from.add(holder.id)
-        return server, holder
+        client = self._clients.get((case.network, case.client_node))
+        if server is None or client is None:
+            server, client = self._start_missing(case, server, client)
+        if case.network.startswith("overlay") and client.id not in server.reached_from:
+            self._wait_reachable(case, client, server.address)
+            server.reached_from.add(client.id)
+        return server, client
 
     def prepare(self, cases: list[Case]) -> None:
-        """Start the servers and idle client containers of `cases` ahead of their first runs,
+        """Start the servers and client containers of `cases` ahead of their first runs,
         in parallel (while the session reads the node facts). What fails to start here is
         left to the case's first run, which starts it again and records why if it fails."""
         first: dict[ServerKey, Case] = {}
         for case in cases:
             if case.network in ("host", "bridge") or case.network in self.networks:
                 first.setdefault(server_key(case), case)
-        # Cases that share an idle client container are set up one after the other.
+        # Cases that share a client container are set up one after the other.
         groups: dict[tuple[str, str], list[Case]] = {}
         for case in first.values():
             groups.setdefault((case.network, case.client_node), []).append(case)
@@ -295,9 +291,9 @@ class Runner:
         with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(4, len(groups)))) as pool:
             list(pool.map(set_up, groups.values()))
 
-    def _start_missing(self, case: Case, server: Server | None, holder) -> tuple[Server, Any]:
-        """Start the server and the idle client container that are missing, at the same time,
-        each through its own node's engine (an overlay attach takes about a second each)."""
+    def _start_missing(self, case: Case, server: Server | None, client: Shell | None) -> tuple[Server, Shell]:
+        """Start the server and the client container that are missing, at the same time, each
+        through its own node's engine (an overlay attach takes about a second each)."""
         key = server_key(case)
         port = self.ports[key]
         target = self._target(case, port)
@@ -306,17 +302,20 @@ class Runner:
             futs["server"] = self._pool.submit(
                 self._start, case.server_node, server_command(case, target.bind, port),
                 labels=self._labels("server", "-".join(key)), **target.server_kwargs)
-        if holder is None:
-            # `cat` on an open stdin waits without a sleep binary; each run's client is exec'd in it.
+        if client is None:
+            # A shell that runs each run's client (bench/shell.py).
             futs["client"] = self._pool.submit(
-                self._start, case.client_node, ["cat"], stdin_open=True,
-                labels=self._labels("client", f"{case.network}-{case.client_node}"), **target.client_kwargs)
+                lambda: Shell.start(self.clients[case.client_node], case.client_node,
+                                    lambda command, **kwargs: self._start(
+                                        case.client_node, command,
+                                        labels=self._labels("client", f"{case.network}-{case.client_node}"),
+                                        **target.client_kwargs, **kwargs)))
         concurrent.futures.wait(futs.values())
         # Keep what started (even when the other failed): the next attempt uses it, and close()
         # or the session's cleanup removes it.
         started = {name: fut.result() for name, fut in futs.items() if fut.exception() is None}
         if "client" in started:
-            holder = self._holders[(case.network, case.client_node)] = started["client"]
+            client = self._clients[(case.network, case.client_node)] = started["client"]
         new_server = started.get("server")
         for fut in futs.values():
             if fut.exception() is not None:
@@ -331,8 +330,8 @@ class Runner:
                 self._remove_later([new_server])
                 raise
             server = self._servers[key] = Server(new_server, port, address)
-        assert server is not None and holder is not None  # noqa: S101
-        return server, holder
+        assert server is not None and client is not None  # noqa: S101
+        return server, client
 
     def _running(self, node: str, container) -> bool:
         engines.call(node, container.reload)
@@ -351,10 +350,11 @@ class Runner:
         if server is not None:
             self._remove_later([server.container])
 
-    def _evict_holder(self, case: Case) -> None:
-        holder = self._holders.pop((case.network, case.client_node), None)
-        if holder is not None:
-            self._remove_later([holder])
+    def _evict_client(self, case: Case) -> None:
+        client = self._clients.pop((case.network, case.client_node), None)
+        if client is not None:
+            client.close()
+            self._remove_later([client.container])
 
     def _after_failure(self, case: Case, server: Server, exc: RunFailure) -> RunFailure:
         """A run failed while measuring. Its server is started again for the next run (its
@@ -407,7 +407,7 @@ class Runner:
             except docker.errors.ImageNotFound:
                 raise RunFailure(f"image {self.image} is missing on {node}") from None
 
-    def _wait_reachable(self, case: Case, holder, address: str) -> None:
+    def _wait_reachable(self, case: Case, client: Shell, address: str) -> None:
         """From the client's container, wait until the server's overlay address answers.
 
         A new container's address reaches the other nodes by gossip; until it has, the first
@@ -416,14 +416,12 @@ class Runner:
         "Connection refused" proves the path works both ways.
         """
         probe = tools.connect_probe_argv(address, PROBE_PORT)
-        api = self._long_client(case.client_node).api
         out = ""
 
         def refused() -> bool:
             nonlocal out
-            with engines.answering(case.client_node):
-                exec_id = api.exec_create(holder.id, probe)["Id"]
-                out = api.exec_start(exec_id).decode(errors="replace")
+            result = self._shell_run(case, client, probe, PROBE_TIMEOUT_S)
+            out = result.out + result.err
             return "refused" in out
 
         if not poll(refused, self.reach_timeout_s, delay_s=0.01, max_delay_s=0.2, backoff=2):
@@ -431,36 +429,34 @@ class Runner:
             raise RunFailure(f"server {address} on {case.network} not reachable from "
                              f"{case.client_node} within {self.reach_timeout_s:g} s ({last})")
 
-    def _exec_client(self, case: Case, api, exec_id: str) -> tuple[str, str]:
+    def _run_client(self, case: Case, client: Shell, argv: list[str]) -> tuple[str, str]:
+        """The run's client, in the client container's shell; its stdout and stderr."""
         budget = self.plan.warmup_s + self.plan.duration_s + self.slack_s
-        try:
-            with engines.answering(case.client_node):
-                out, err = api.exec_start(exec_id, demux=True)
-        except engines.EngineDown as exc:
-            if exc.timed_out:  # the long client's timeout is the run's budget
-                raise RunFailure(f"timed out: no result after {budget:g} s") from None
-            raise
-        return (out or b"").decode(errors="replace"), (err or b"").decode(errors="replace")
+        result = self._shell_run(case, client, argv, budget)
+        return result.out, result.err
 
-    def _long_client(self, node: str) -> docker.DockerClient:
-        """A second client per node whose timeout covers a whole run (the exec blocks until the end)."""
-        if node not in self._long_clients:
-            budget = self.plan.warmup_s + self.plan.duration_s + self.slack_s
-            self._long_clients[node] = engines.connect(self.nodes[node], timeout_s=budget)
-        return self._long_clients[node]
+    def _shell_run(self, case: Case, client: Shell, argv: list[str], timeout_s: float) -> Output:
+        try:
+            return client.run(argv, timeout_s)
+        except ShellError as exc:
+            # Removing its container ends whatever still runs there (a client that hangs).
+            self._evict_client(case)
+            if exc.timed_out:
+                raise RunFailure(f"timed out: no result after {timeout_s:g} s") from None
+            raise RunFailure(f"the client container on {case.client_node}: {exc}") from None
 
     def close(self, remove: bool = True) -> None:
-        """Remove every server and idle client container, in parallel, and wait for the removals
+        """Remove every server and client container, in parallel, and wait for the removals
         (remove=False: the session's cleanup by label removes them, with its other containers)."""
+        for client in self._clients.values():
+            client.close()
         if remove:
-            self._remove_later([s.container for s in self._servers.values()] + list(self._holders.values()))
+            self._remove_later([s.container for s in self._servers.values()]
+                               + [c.container for c in self._clients.values()])
         self._servers.clear()
-        self._holders.clear()
+        self._clients.clear()
         self._finish_removals()
         self._pool.shutdown(wait=True)  # in-flight creations end before the cleanup by label
-        for c in self._long_clients.values():
-            with contextlib.suppress(Exception):
-                c.close()
 
     def _parse(self, case: Case, out: str, err: str, server: Server, mark: str | None) -> Measurement:
         tool, plan = tools.get(case.tool), self.plan

@@ -174,7 +174,7 @@ class Session:
             self.samplers = runner.samplers = cpu.Samplers(self.clients, self.image_name, self.session_id)
         with (self._step("Recording the nodes (engine, kernel, MTUs) and tools; starting the servers"),
               concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool):
-            # The CPU samplers and the servers (with each network's idle client container)
+            # The CPU samplers and the servers (with each network's client container)
             # start while the node facts are read: all of it is waiting on engines.
             starting = [pool.submit(self.samplers.start)] if self.samplers else []
             starting.append(pool.submit(runner.prepare, list(dict.fromkeys(

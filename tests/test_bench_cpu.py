@@ -1,11 +1,8 @@
 """bench/cpu.py: the counters read from captured /proc/stat samples, the arithmetic of a run's
-CPU fields, and the sampler's stream framing over a real socket pair."""
+CPU fields, and when a window's samples count."""
 from __future__ import annotations
 
 import concurrent.futures
-import socket
-import struct
-import subprocess
 import time
 from pathlib import Path
 
@@ -83,45 +80,34 @@ def test_no_throughput_no_figure_per_gbit():
     assert cpu.run_fields({"k": used()}, "k", "k", throughput_mbps=None)["cpu_cores_per_gbps"] is None
 
 
-def frame(payload: bytes, stream: int = 1) -> bytes:
-    return struct.pack(">BxxxL", stream, len(payload)) + payload
+class FakeSamplers:
+    """Reads the captured samples in turn (the timing rules of a window, without a machine)."""
+    _timers = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+
+    def __init__(self, delay_s: float = 0.0):
+        self.samples = [sample(1)[1], sample(2)[1]]
+        self.delay_s = delay_s
+
+    def read(self, kernels):
+        time.sleep(self.delay_s)
+        return {kernels[0]: self.samples.pop(0)}
 
 
-def test_a_sample_is_read_across_frames_up_to_the_end_mark():
-    """The engine's multiplexed stream (8-byte headers), split anywhere, over a real socket."""
-    ours, engine = socket.socketpair()
-    try:
-        text = (FIXTURES / "sample-1.txt").read_bytes() + cpu.END_MARK.encode() + b"\n"
-        stream = frame(text[:50]) + frame(b"noise on stderr", 2) + frame(text[50:])
-        attached = cpu._Attached(container=None, sock=ours)
-        engine.sendall(stream[:5])  # a header cut in two
-        engine.sendall(stream[5:])
-        out = attached.sample()
-        assert engine.recv(1) == b"\n"  # the request: one line on the sampler's stdin
-        assert cpu.parse_sample(out.replace(cpu.END_MARK, "")) == sample(1)
-        assert "noise" not in out
-        engine.close()
-        with pytest.raises(cpu.CpuError, match="stopped answering"):
-            attached.sample()
-    finally:
-        ours.close()
+def test_a_window_reads_its_two_samples_on_time():
+    now = time.monotonic()
+    window = cpu.Window(FakeSamplers(), ["k"], now, now + 0.2)
+    time.sleep(0.3)
+    assert window.used(tool_ended_at=time.monotonic()) == {"k": cpu.usage(sample(1)[1], sample(2)[1])}
 
 
-def test_the_sampler_loop_prints_a_sample_per_line(tmp_path):
-    """The container's shell loop, run here on this machine's /proc."""
-    script = cpu.SAMPLER_ARGV[2].replace(cpu.HOST_PROC, "/proc")
-    done = subprocess.run(["sh", "-c", script], input="\n\n", capture_output=True, text=True, timeout=10)
-    samples = [s for s in done.stdout.split(cpu.END_MARK + "\n") if s]
-    assert len(samples) == 2
-    first, second = (cpu.parse_sample(s) for s in samples)
-    assert first[0] == second[0] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    assert first[1].cpus == second[1].cpus >= 1
+def test_a_last_sample_in_hand_after_the_tool_ended_is_not_used():
+    now = time.monotonic()
+    window = cpu.Window(FakeSamplers(delay_s=0.2), ["k"], now, now + 0.05)
+    assert window.used(tool_ended_at=now + 0.1) is None
 
 
 def test_a_cancelled_window_takes_no_sample():
-    class Never:
-        _timers = concurrent.futures.ThreadPoolExecutor(max_workers=2)
-
+    class Never(FakeSamplers):
         def read(self, kernels):
             raise AssertionError("a cancelled window must not read")
 
@@ -129,5 +115,5 @@ def test_a_cancelled_window_takes_no_sample():
     window = cpu.Window(Never(), ["k"], now + 30, now + 60)
     started = time.monotonic()
     window.cancel()
-    assert window.used() is None
+    assert window.used(time.monotonic()) is None
     assert time.monotonic() - started < 1  # the timers do not wait for their deadlines
