@@ -5,7 +5,9 @@ networking and on the overlay: RUNS runs of DURATION seconds after WARMUP second
 prints, for each, wall time / (runs x (warm-up + duration)): targets 1.03 (host) and 1.05
 (overlay) for 20 runs of 5 s after 1 s. The wall time is the whole command's, interpreter
 start to exit (image check, node facts, servers, idle CPU baseline, summary, cleanup).
-The load average is printed with each figure: other jobs on the machine slow the harness.
+The bench image is put on the nodes first: loading it is a cost of a new stack, not of a
+session. The load average is printed with each figure: other jobs on the machine slow the
+harness.
 For reference, the 2015 loop spent about 0.2 s per `docker run` plus a fixed 1 s sleep per test.
 Run as root: `.venv/bin/python benchmarks/harness_overhead.py [--mode classic]`.
 """
@@ -81,6 +83,8 @@ def main() -> int:
         outputs = own_lab.outputs(stack, args.outputs, tmp_path, "btoh", mode=args.mode)
         if args.outputs is None:
             print(f"lab: {args.mode} mode, 2 nodes, unshaped")
+        print(f"bench image put on the nodes first: {own_lab.load_image(outputs):.1f} s (once per stack, "
+              "not per session)")
         for network in args.networks.split(","):
             report(network, measure(outputs, tmp_path / network, network, args), args)
     return 0

@@ -21,3 +21,20 @@ def outputs(stack: contextlib.ExitStack, given: str | None, tmp: Path, prefix: s
     path = tmp / "outputs.json"
     path.write_text(json.dumps(doc))
     return path
+
+
+def load_image(outputs_file: Path) -> float:
+    """Put the bench image on every node of the stack; the seconds it took."""
+    import time
+
+    from bench import engines, image
+
+    start = time.monotonic()
+    nodes = json.loads(outputs_file.read_text())["nodes"]
+    clients = engines.connect_all(nodes)
+    try:
+        engines.ensure_image(clients, image.IMAGE_NAME, image.build_tarball())
+    finally:
+        for client in clients.values():
+            client.close()
+    return time.monotonic() - start
