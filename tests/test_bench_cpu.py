@@ -117,3 +117,24 @@ def test_a_cancelled_window_takes_no_sample():
     window.cancel()
     assert window.used(time.monotonic()) is None
     assert time.monotonic() - started < 1  # the timers do not wait for their deadlines
+
+
+def test_nodes_on_one_kernel_are_one_machine_and_on_two_are_each_read():
+    samplers = cpu.Samplers({}, "image", "session")
+    try:
+        samplers.kernel_of = {"lab-node1": "k1", "lab-node2": "k1"}
+        samplers.cpus = {"k1": 2}
+        assert samplers.kernels("lab-node1", "lab-node2") == ["k1"]
+        assert samplers.metadata()["scope"] == "machine"
+        assert samplers.metadata()["kernels"] == [{"boot_id": "k1", "nodes": ["lab-node1", "lab-node2"],
+                                                    "cpus": 2, "idle": None}]
+        samplers.kernel_of = {"do-node1": "k1", "do-node2": "k2"}
+        samplers.cpus = {"k1": 1, "k2": 1}
+        assert samplers.kernels("do-node1", "do-node2") == ["k1", "k2"]
+        assert samplers.metadata()["scope"] == "nodes"
+        # A node whose counters cannot be read: its runs have no CPU figure, and it is named.
+        samplers.unavailable = {"do-node3": "the CPU sampler cannot start on do-node3: refused"}
+        assert samplers.kernels("do-node1", "do-node3") is None
+        assert samplers.metadata()["unavailable"] == samplers.unavailable
+    finally:
+        samplers.close()
