@@ -35,6 +35,8 @@ from common.polling import poll
 
 # A server must listen within this many seconds of its start.
 READY_TIMEOUT_S = 15.0
+# After a run failed, how long its server may take to show it had died.
+SERVER_EXIT_WAIT_S = 1.0
 # A run may take this much longer than its warm-up + duration before it is cut.
 RUN_SLACK_S = 30.0
 # Reachability probe on overlays: a closed TCP port on the server's address (the probe gives
@@ -363,7 +365,10 @@ class Runner:
         failure = exc.failure
         key = server_key(case)
         with contextlib.suppress(engines.EngineError):
-            if not self._running(case.server_node, server.container):
+            # A killed server's peer sees the connection reset a moment before the engine
+            # reports the container exited (seen): wait for that a little.
+            if poll(lambda: not self._running(case.server_node, server.container), SERVER_EXIT_WAIT_S,
+                    delay_s=0.05, backoff=1.5, max_delay_s=0.2):
                 why = self._exit_text(case.server_node, server.container)
                 self._evict_server(key)
                 return RunFailure(f"{failure.reason} (the server on {case.server_node} had exited: {why})",

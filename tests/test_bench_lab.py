@@ -292,6 +292,8 @@ class TestClassic:
         doc, _ = classic
         node1 = doc["nodes"][0]
         client = docker.DockerClient(base_url=node1["docker_host"])
+        from bench import image
+        image.ensure(client)  # whichever test runs first on this lab
         squatter = client.containers.run("overlay-bench/tools:1", ["iperf3", "-s", "-p", "6301"],
                                          network_mode="host", detach=True)
         try:
