@@ -3,10 +3,15 @@
 PY := .venv/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint clean-lab
+.PHONY: setup cloud-setup demo test lint clean-lab
 
 setup:
 	scripts/setup.sh
+
+# Once, with internet, before the first `pulumi up --stack digitalocean`: the provider's
+# plugin at the version requirements.txt pins (offline set-ups and CI never download it).
+cloud-setup:
+	scripts/setup-cloud.sh
 
 demo: setup
 	scripts/demo.sh

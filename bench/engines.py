@@ -7,6 +7,7 @@ import ipaddress
 import os
 import re
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -14,6 +15,7 @@ from typing import Any, TypeVar
 import docker
 import docker.api.client
 import docker.errors
+import requests.adapters
 import requests.exceptions
 from docker.transport.sshconn import SSHHTTPAdapter
 
@@ -131,10 +133,68 @@ class _KeyedSSHAdapter(SSHHTTPAdapter):
 _SSH_LOCK = threading.Lock()
 
 
+def tls_context(ca_cert: str, client_cert: str, client_key: str) -> ssl.SSLContext:
+    """How a tcp:// engine is verified: against its CA alone, host name checked, with this
+    client certificate; without OpenSSL's strict X.509 checks.
+
+    docker-machine 0.16.2 (built with Go 1.12) issues certificates without subject or
+    authority key identifiers. Python 3.13's ssl.create_default_context(), and urllib3 2.x
+    on Python 3.13 (util/ssl_.py, create_urllib3_context), turn on VERIFY_X509_STRICT, under
+    which OpenSSL rejects them ("Missing Authority Key Identifier"). The signature, the
+    chain to the machine's CA, validity and the address are still checked.
+    """
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca_cert)
+    context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+    context.load_cert_chain(client_cert, client_key)
+    return context
+
+
+class _ContextAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with our SSLContext: the route requests documents for a custom
+    context (HTTPAdapter.build_connection_pool_key_attributes). The context already holds
+    the CA and the client certificate, so requests' own copies of them are left out."""
+
+    def __init__(self, context: ssl.SSLContext, **kwargs: Any):
+        self._context = context
+        super().__init__(**kwargs)
+
+    def build_connection_pool_key_attributes(self, request, verify, cert=None):
+        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, verify, cert)
+        for key in ("ca_certs", "ca_cert_dir", "cert_file", "key_file"):
+            pool_kwargs.pop(key, None)
+        pool_kwargs["ssl_context"] = self._context
+        return host_params, pool_kwargs
+
+
+class _TLSAPIClient(docker.APIClient):
+    """The SDK's API client, whose https:// adapter uses our SSLContext from the start.
+
+    requests.Session.__init__ mounts its default adapters before the SDK's first request
+    (it asks the engine for its API version inside __init__): ours replaces https://'s there.
+    """
+
+    def __init__(self, *, ssl_context: ssl.SSLContext, **kwargs: Any):
+        self._ssl_context = ssl_context
+        super().__init__(**kwargs)
+
+    def mount(self, prefix, adapter):
+        if prefix == "https://":
+            adapter = _ContextAdapter(self._ssl_context)
+        super().mount(prefix, adapter)
+
+
+class _TLSDockerClient(docker.DockerClient):
+    """docker.DockerClient over _TLSAPIClient (DockerClient.__init__ only makes its `api`)."""
+
+    def __init__(self, *, ssl_context: ssl.SSLContext, **kwargs: Any):
+        self.api = _TLSAPIClient(ssl_context=ssl_context, **kwargs)
+
+
 def connect(node: dict[str, Any], timeout_s: float = API_TIMEOUT_S) -> docker.DockerClient:
     """A client for `node` (an entry of outputs["nodes"]); raises EngineError if it does not answer."""
     url = node["docker_host"]
     kwargs: dict[str, Any] = {"base_url": url, "timeout": timeout_s, "use_ssh_client": False}
+    context = None
     if url.startswith("tcp://"):
         certs = node.get("tls_cert_path")
         if not certs:
@@ -145,7 +205,13 @@ def connect(node: dict[str, Any], timeout_s: float = API_TIMEOUT_S) -> docker.Do
             raise EngineError(f"node {node['name']}: missing TLS files {', '.join(missing)}")
         kwargs["tls"] = docker.tls.TLSConfig(client_cert=(files["cert.pem"], files["key.pem"]),
                                              ca_cert=files["ca.pem"], verify=True)
+        try:
+            context = tls_context(files["ca.pem"], files["cert.pem"], files["key.pem"])
+        except (ssl.SSLError, OSError) as exc:
+            raise EngineError(f"node {node['name']}: unusable TLS files in {certs} ({brief(exc)})") from None
     try:
+        if context is not None:
+            return _TLSDockerClient(ssl_context=context, **kwargs)
         if url.startswith("ssh://"):
             with _SSH_LOCK:
                 # The SDK builds its adapter inside APIClient(); swap in the keyed one there.

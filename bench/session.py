@@ -89,6 +89,10 @@ class Summary:
 
 def static_skip(case: Case, outputs: dict[str, Any]) -> str | None:
     """Why a case cannot run, known from the plan and the outputs alone."""
+    # The stack says what its platform cannot carry (outputs' unsupported_networks).
+    stack_says = (outputs.get("unsupported_networks") or {}).get(case.network)
+    if stack_says:
+        return f"unsupported on stack {outputs['stack']} ({outputs['provider']}): {stack_says}"
     if case.network == "overlay-encrypted" and outputs["mode"] == "classic":
         return ("encrypted overlay is unsupported in classic mode: the cluster-store overlay "
                 "driver has no encryption (swarm mode only)")

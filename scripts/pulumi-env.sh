@@ -1,6 +1,7 @@
-# Sourced (never run) by the Makefile recipes, scripts and tests before any `pulumi`
-# command: puts the project's Pulumi toolchain first on PATH and points Pulumi at a local
-# file backend, so the local stack needs no Pulumi Cloud account and makes no network call.
+# Sourced (never run) by users, the Makefile recipes, scripts and tests before any `pulumi`
+# or `python -m ...` command: puts the project's virtualenv and Pulumi toolchain first on
+# PATH and points Pulumi at a local file backend, so the local stack needs no Pulumi Cloud
+# account and makes no network call.
 #   . scripts/pulumi-env.sh            # from any directory
 # Overrides: OVERLAY_BENCH_PULUMI_STATE (state directory, default <repo>/.pulumi-state),
 # PULUMI_CONFIG_PASSPHRASE or PULUMI_CONFIG_PASSPHRASE_FILE (default: empty passphrase).
@@ -29,7 +30,8 @@ export OVERLAY_BENCH_PULUMI_STATE
 export PULUMI_BACKEND_URL="file://$OVERLAY_BENCH_PULUMI_STATE"
 
 # Stack config secrets are encrypted with a passphrase; the local stack has no secret,
-# so an empty one (which Pulumi accepts) spares the user a prompt.
+# so an empty one (which Pulumi accepts) spares the user a prompt. A stack that holds
+# secrets (digitalocean) refuses an empty one: export your own before using it.
 if [ -z "${PULUMI_CONFIG_PASSPHRASE+x}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
   export PULUMI_CONFIG_PASSPHRASE=""
 fi
@@ -38,5 +40,13 @@ fi
 # program names a provider that is not installed (the DigitalOcean one, say).
 export PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+
+# The project's virtualenv first, so that `python -m bench` and `python -m analysis` run with
+# the packages of requirements.txt (scripts/setup.sh makes it).
+case ":$PATH:" in
+  *":$_ob_repo/.venv/bin:"*) ;;
+  *) PATH="$_ob_repo/.venv/bin:$PATH" ;;
+esac
+export PATH
 
 unset _ob_repo _ob_dir

@@ -70,5 +70,12 @@ fi
 
 if [ -x scripts/setup-pulumi.sh ]; then
   scripts/setup-pulumi.sh
+  # The README's step by step runs `pulumi up` with no --stack: the local stack (with
+  # Pulumi.local.yaml) is selected, made if missing. A stack the user selected stays selected.
+  (. scripts/pulumi-env.sh
+   if ! pulumi stack --show-name >/dev/null 2>&1; then
+     pulumi stack select --create local >/dev/null
+     say "Pulumi stack local selected (state in $OVERLAY_BENCH_PULUMI_STATE)"
+   fi)
 fi
 say "set-up done"

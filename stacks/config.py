@@ -80,10 +80,6 @@ COMMON_KEYS = (PROVIDER, MODE, NODES)
 OVERLAY_NETWORK = Key("overlayNetwork", "overlay-bench",
                       "name of the overlay network the stack creates (the lab always uses "
                       "`overlay-bench`)")
-# Pinned KV store image for classic mode: the 2015 post ran progrium/consul (retired); this
-# is the current official image, in the 1.x line whose KV HTTP API libkv speaks.
-CONSUL_IMAGE = Key("consulImage", "hashicorp/consul:1.22.7",
-                   "Consul image of the key-value node (classic mode)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +103,12 @@ class Context:
     # Every configuration key that is set, in any namespace (`digitalocean:token`): names
     # only, never a value.
     config_keys: frozenset[str] = frozenset()
+    # The keys among them set with `--secret` (full names: `overlay-bench:KEY`).
+    secret_keys: frozenset[str] = frozenset()
+    # How the stack's secrets are encrypted: "passphrase" when its stack file has an
+    # `encryptionsalt`, the file's `secretsprovider` when it names one, else None (Pulumi
+    # Cloud's own, or unknown).
+    secrets_provider: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,6 +152,57 @@ def whole_number(raw: Mapping[str, Any], key: Key, example: str = "") -> int:
     except ValueError:
         raise ConfigError(f"config {NAMESPACE}:{key.name} is {value!r}, not a whole number: "
                           f"{fix(key.name, example or str(key.default))}") from None
+
+
+def boolean(raw: Mapping[str, Any], key: Key) -> bool:
+    """`true` or `false` (Pulumi config values are text); the default when unset."""
+    value = raw.get(key.name)
+    if value is None:
+        return key.default
+    text = str(value).strip().lower()
+    if text not in ("true", "false"):
+        raise ConfigError(f"config {NAMESPACE}:{key.name} is {value!r}, not true or false: "
+                          f"{fix(key.name, 'true')}")
+    return text == "true"
+
+
+def secret(raw: Mapping[str, Any], key: Key, context: Context, example: str) -> str | None:
+    """A value that must have been set with `--secret`; None when unset."""
+    value = raw.get(key.name)
+    if value is None:
+        return None
+    if f"{NAMESPACE}:{key.name}" not in context.secret_keys:
+        raise ConfigError(f"config {NAMESPACE}:{key.name} is set in the clear: set it again as a "
+                          f"secret with `pulumi config set --secret {key.name}` (it asks for "
+                          f"{example}; never put it on the command line)")
+    return str(value)
+
+
+def require_passphrase(context: Context, stack_holds: str) -> None:
+    """Refuse an empty passphrase on a stack whose secrets it would encrypt.
+
+    scripts/pulumi-env.sh sets PULUMI_CONFIG_PASSPHRASE to "" so that the local stack,
+    which holds no secret, needs no prompt; a stack that holds `stack_holds` needs a real one.
+    """
+    if context.secrets_provider != "passphrase":
+        return
+    env = context.env
+    if "PULUMI_CONFIG_PASSPHRASE" in env:
+        empty = not env["PULUMI_CONFIG_PASSPHRASE"]
+    elif env.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+        try:
+            empty = not Path(env["PULUMI_CONFIG_PASSPHRASE_FILE"]).read_text().strip()
+        except OSError:
+            empty = False  # Pulumi itself read it, or failed before the program ran
+    else:
+        empty = False  # Pulumi asked for it
+    if empty:
+        raise ConfigError(f"this stack holds {stack_holds}, and its passphrase is empty "
+                          "(scripts/pulumi-env.sh's default, for the local stack): choose one and "
+                          "`export PULUMI_CONFIG_PASSPHRASE=...` (or PULUMI_CONFIG_PASSPHRASE_FILE) "
+                          "before any `pulumi` command; secrets already set were encrypted with the "
+                          "empty one: re-encrypt them with `pulumi stack change-secrets-provider "
+                          "passphrase` (it asks for the new passphrase)")
 
 
 def choice(raw: Mapping[str, Any], key: Key, choices: tuple[str, ...]) -> str:
@@ -204,11 +257,13 @@ def key_file(path_text: str, key: Key, what: str) -> Path:
 # --- parsing ---------------------------------------------------------------------------------
 
 def parse(raw: Mapping[str, Any], stack: str, env: Mapping[str, str] | None = None,
-          config_keys: frozenset[str] = frozenset()) -> StackConfig:
+          config_keys: frozenset[str] = frozenset(), secret_keys: frozenset[str] = frozenset(),
+          secrets_provider: str | None = None) -> StackConfig:
     """Validate the raw `overlay-bench:*` values (keys without namespace) of one stack.
 
     `env` stands for os.environ; `config_keys` are the names of every configuration key set
-    on the stack, in any namespace (values are never read here).
+    on the stack, in any namespace (values are never read here), `secret_keys` those set as
+    secrets, `secrets_provider` how the stack encrypts them (see Context).
     """
     table = providers.key_table()
     unknown = sorted(set(raw) - set(table))
@@ -228,7 +283,8 @@ def parse(raw: Mapping[str, Any], stack: str, env: Mapping[str, str] | None = No
         raise ConfigError(f"config {NAMESPACE}:{OVERLAY_NETWORK.name} {network!r} is not a Docker "
                           f"network name: {fix(OVERLAY_NETWORK.name, OVERLAY_NETWORK.default)}")
     common = Common(stack=stack, provider=provider, mode=mode, nodes=nodes, overlay_network=network)
-    context = Context(env=os.environ if env is None else env, config_keys=config_keys)
+    context = Context(env=os.environ if env is None else env, config_keys=config_keys,
+                      secret_keys=secret_keys, secrets_provider=secrets_provider)
     return StackConfig(common, providers.get(provider).parse(raw, common, context))
 
 
@@ -242,4 +298,24 @@ def load() -> StackConfig:
     raw = {k[len(prefix):]: v for k, v in everything.items() if k.startswith(prefix)}
     # Names only: a secret's value (digitalocean:token) stays inside its provider.
     config_keys = frozenset(k for k, v in everything.items() if v)
-    return parse(raw, pulumi.get_stack(), config_keys=config_keys)
+    secret_keys = frozenset(k for k in everything if runtime_config.is_config_secret(k)) | \
+        frozenset(runtime_config.get_config_secret_keys_env())
+    stack = pulumi.get_stack()
+    return parse(raw, stack, config_keys=config_keys, secret_keys=secret_keys,
+                 secrets_provider=secrets_provider(Path(f"Pulumi.{stack}.yaml")))
+
+
+def secrets_provider(stack_file: Path) -> str | None:
+    """How a stack encrypts its secrets, from its stack file (the program runs in the
+    project directory): Pulumi writes `encryptionsalt` there for the passphrase provider,
+    `secretsprovider` for the others it names."""
+    import yaml
+
+    try:
+        settings = yaml.safe_load(stack_file.read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    named = settings.get("secretsprovider")
+    if named and named != "passphrase":
+        return str(named)
+    return "passphrase" if settings.get("encryptionsalt") or named == "passphrase" else None

@@ -11,9 +11,13 @@ names). A provider whose values are Outputs gathers them with one
 
 Version history of SCHEMA_VERSION:
   1  first version (provider, mode, nodes, keystore, overlay_network, link_rate, mtu_bytes)
+  2  unsupported_networks: {network kind: reason} the stack knows cannot work on it (the
+     encrypted overlay on DigitalOcean, whose firewalls pass no ESP); bench skips those
+     cases up front with the reason. Version 1 documents are still read (as if it were {}).
 """
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
@@ -22,7 +26,9 @@ import jsonschema
 from common.errors import UsageError
 from stacks import providers
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# The versions this code reads; `validate` brings an older one to the current keys.
+READABLE_VERSIONS = (1, 2)
 
 PROVIDERS = providers.NAMES
 MODES = ("classic", "swarm")
@@ -39,6 +45,7 @@ KEYS = (
     "overlay_network",
     "link_rate",
     "mtu_bytes",
+    "unsupported_networks",
 )
 
 _NODE = {
@@ -68,7 +75,7 @@ SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
     "required": list(KEYS),
     "properties": {
-        "schema_version": {"const": SCHEMA_VERSION},
+        "schema_version": {"enum": list(READABLE_VERSIONS)},
         # The lab or Pulumi stack name, used in labels and result metadata.
         "stack": {"type": "string", "minLength": 1},
         "provider": {"enum": list(PROVIDERS)},
@@ -98,6 +105,13 @@ SCHEMA: dict[str, Any] = {
         "link_rate": {"type": ["string", "null"]},
         # MTU of the nodes' link on the cluster network.
         "mtu_bytes": {"type": "integer", "minimum": 576, "maximum": 65535},
+        # Network kinds (bench's `--networks` names) that cannot work on this stack, each
+        # with the reason bench reports when it skips them. {} when there is none.
+        "unsupported_networks": {
+            "type": "object",
+            "propertyNames": {"pattern": "^[a-z][a-z0-9-]*$"},
+            "additionalProperties": {"type": "string", "minLength": 1},
+        },
     },
 }
 
@@ -111,19 +125,23 @@ class OutputsError(UsageError, ValueError):
 # Keys whose value may be null. Pulumi drops a top-level output whose value is None, so
 # `pulumi stack output --json` omits them; readers put them back (see `validate`).
 NULLABLE_KEYS = ("keystore", "link_rate")
+# Keys a document may lack, with the value that stands for them: added after version 1.
+DEFAULTS: dict[str, Any] = {"unsupported_networks": {}}
 
 
 def validate(outputs: Any) -> dict[str, Any]:
     """Return `outputs` if it follows the schema, else raise OutputsError naming the key.
 
-    A nullable key that is absent (Pulumi never exports a top-level null) reads as null.
+    A nullable key that is absent (Pulumi never exports a top-level null) reads as null; a
+    key of DEFAULTS that is absent (a version 1 document) reads as its default.
     """
     if isinstance(outputs, dict):
-        outputs = {**{k: None for k in NULLABLE_KEYS}, **outputs}
-    if isinstance(outputs, dict) and outputs.get("schema_version") not in (None, SCHEMA_VERSION):
+        outputs = {**{k: None for k in NULLABLE_KEYS}, **copy.deepcopy(DEFAULTS), **outputs}
+    if isinstance(outputs, dict) and outputs.get("schema_version") not in (None, *READABLE_VERSIONS):
         raise OutputsError(
             f"stack outputs have schema_version {outputs.get('schema_version')!r}; this "
-            f"overlay-bench reads version {SCHEMA_VERSION}: update one or the other"
+            f"overlay-bench reads versions {', '.join(map(str, READABLE_VERSIONS))}: update one "
+            f"or the other"
         )
     errors = sorted(_VALIDATOR.iter_errors(outputs), key=lambda e: list(e.absolute_path))
     if errors:
@@ -153,9 +171,10 @@ def keystore(name: str, address: str, url: str) -> dict[str, Any]:
 
 def document(*, stack: str, provider: str, mode: str, nodes: list[dict[str, Any]],
              keystore: dict[str, Any] | None, overlay_network: str, link_rate: str | None,
-             mtu_bytes: int) -> dict[str, Any]:
+             mtu_bytes: int, unsupported_networks: dict[str, str] | None = None) -> dict[str, Any]:
     """The outputs document, validated. The first of `nodes` is the manager (swarm manager
-    or classic Swarm master), the others are workers."""
+    or classic Swarm master), the others are workers. `unsupported_networks` names the
+    network kinds that cannot work on this stack, with the reason."""
     doc = {
         "schema_version": SCHEMA_VERSION,
         "stack": stack,
@@ -167,6 +186,7 @@ def document(*, stack: str, provider: str, mode: str, nodes: list[dict[str, Any]
         "overlay_network": overlay_network,
         "link_rate": link_rate,
         "mtu_bytes": mtu_bytes,
+        "unsupported_networks": dict(unsupported_networks or {}),
     }
     return validate(doc)
 
@@ -183,5 +203,5 @@ def loads(text: str, source: str = "stack outputs") -> dict[str, Any]:
 
 def dumps(outputs: dict[str, Any]) -> str:
     """The canonical JSON text: keys in contract order, two-space indent."""
-    validate(outputs)
+    outputs = validate(outputs)
     return json.dumps({k: outputs[k] for k in KEYS}, indent=2)

@@ -1,9 +1,14 @@
 """The 2015 VirtualBox cluster, made exactly as the post made it: with docker-machine.
 
 Each machine is a pulumi-command `local.Command` whose create runs `docker-machine create`
-and whose delete runs `docker-machine rm -y`. classic mode: a key-store machine running
-Consul, a classic Swarm master and Swarm nodes with `--swarm-discovery consul://...`,
-`--engine-opt cluster-store=...` and `cluster-advertise=eth1:2376` (the post's flags).
+(kept when the machine is there and its engine answers; a half-made one is removed and
+made again) and whose delete runs `docker-machine rm -f -y` (which also succeeds when the
+machine is already gone). classic mode: a key-store machine running Consul, a classic
+Swarm master and Swarm nodes with `--swarm-discovery consul://...`, `--engine-opt
+cluster-store=...` and `cluster-advertise=eth1:2376` (the post's flags). Consul works
+here, unlike on Debian's engine (stacks/classic.py): boot2docker's engine is Docker's own
+build, whose libnetwork registers the consul, zookeeper, etcd and boltdb stores
+(docker/libnetwork store.go, registerKVStores).
 swarm mode: plain machines, then `docker swarm init` / `join` with the manager's token
 (a Pulumi secret passed in the environment, never logged).
 
@@ -41,6 +46,10 @@ REQUIRED_TOOLS = {
     "docker": "install the Docker CLI (the docker-ce-cli package)",
 }
 
+# Pinned KV store image for classic mode: the 2015 post ran progrium/consul (retired); this
+# is the current official image, in the 1.x line whose KV HTTP API libkv speaks.
+CONSUL_IMAGE = Key("consulImage", "hashicorp/consul:1.22.7",
+                   "Consul image of the key-value machine (classic mode)")
 MACHINE_PREFIX = Key("machinePrefix", None,
                      "machine names: `PREFIX-keystore`, `PREFIX-node1`, ...", shown="`ob-STACK`")
 MEMORY_MB = Key("virtualboxMemoryMb", 1024, "`--virtualbox-memory`")
@@ -51,14 +60,14 @@ BOOT2DOCKER_URL = Key("boot2dockerUrl", None,
 HOSTONLY_CIDR = Key("virtualboxHostonlyCidr", None,
                     "`--virtualbox-hostonly-cidr` (see prerequisites)",
                     shown="docker-machine's `192.168.99.1/24`")
-KEYS = (config.OVERLAY_NETWORK, config.CONSUL_IMAGE, MACHINE_PREFIX, MEMORY_MB, CPUS,
+KEYS = (config.OVERLAY_NETWORK, CONSUL_IMAGE, MACHINE_PREFIX, MEMORY_MB, CPUS,
         BOOT2DOCKER_URL, HOSTONLY_CIDR)
 
 
 @dataclasses.dataclass(frozen=True)
 class VirtualBoxSettings:
     machine_prefix: str
-    consul_image: str = config.CONSUL_IMAGE.default
+    consul_image: str = CONSUL_IMAGE.default
     memory_mb: int = MEMORY_MB.default
     cpus: int = CPUS.default
     boot2docker_url: str | None = None
@@ -85,7 +94,7 @@ def parse(raw: Mapping[str, Any], common: config.Common,
                               f"{config.fix('virtualboxHostonlyCidr', '192.168.56.1/24')}")
     return VirtualBoxSettings(
         machine_prefix=config.name_prefix(raw, MACHINE_PREFIX, common.stack, "name", "mhs"),
-        consul_image=config.CONSUL_IMAGE.get(raw),
+        consul_image=CONSUL_IMAGE.get(raw),
         memory_mb=config.integer(raw, MEMORY_MB, 512, 65536),
         cpus=config.integer(raw, CPUS, 1, 64),
         boot2docker_url=url, hostonly_cidr=hostonly)
@@ -99,7 +108,13 @@ def check_tools() -> None:
 
 
 def machine_create(settings: VirtualBoxSettings, name: str, extra: list[str], setup: str = "") -> str:
-    """A `docker-machine create` that is skipped when the machine already exists, then `setup`."""
+    """A `docker-machine create`, then `setup`; stdout: the machine's address and certificate
+    directory.
+
+    Skipped only when the machine runs and its engine answers. A failed create leaves the
+    machine registered (half made: no VM, or an engine without certificates); it is removed
+    and made again, as is one that no longer answers.
+    """
     argv = ["docker-machine", "create", "-d", "virtualbox",
             "--virtualbox-memory", str(settings.memory_mb),
             "--virtualbox-cpu-count", str(settings.cpus)]
@@ -111,14 +126,28 @@ def machine_create(settings: VirtualBoxSettings, name: str, extra: list[str], se
     argv += extra + [name]
     q = shlex.quote(name)
     then = f" && {{ {setup}; }} >&2" if setup else ""
-    return (f"{{ docker-machine status {q} >/dev/null 2>&1 || {shlex.join(argv)}; }} >&2{then} && "
+    answers = (f"[ \"$(docker-machine status {q} 2>/dev/null)\" = Running ] && "
+               f"{on_machine(name, 'version')} >/dev/null 2>&1")
+    remove = f"{{ ! docker-machine inspect {q} >/dev/null 2>&1 || {machine_delete(name)}; }}"
+    return (f"{{ if {answers}; then :; else {remove} && {shlex.join(argv)}; fi; }} >&2{then} && "
             f"docker-machine ip {q} && "
             f"docker-machine inspect --format '{{{{.HostOptions.AuthOptions.StorePath}}}}' {q}")
 
 
+def machine_delete(name: str) -> str:
+    """`docker-machine rm`: -f also removes what cannot be reached and exits 0 when the
+    machine is already gone (docker/machine commands/rm.go: errors are only logged with
+    --force), -y does not ask."""
+    return f"docker-machine rm -f -y {shlex.quote(name)}"
+
+
 def on_machine(name: str, command: str) -> str:
-    """Run a docker CLI command against one machine's engine (TLS, as docker-machine set up)."""
-    return f"docker $(docker-machine config {shlex.quote(name)}) {command}"
+    """Run a docker CLI command against one machine's engine (TLS, as docker-machine set up).
+
+    Only when `docker-machine config` succeeds: `docker $(docker-machine config NAME)` with
+    a failing config would run the command against this machine's own default engine.
+    """
+    return f"(config=$(docker-machine config {shlex.quote(name)}) && docker $config {command})"
 
 
 def _machine(resource: str, create: pulumi.Input[str], name: str) -> local.Command:
@@ -127,7 +156,7 @@ def _machine(resource: str, create: pulumi.Input[str], name: str) -> local.Comma
 
     # Any change of the create command makes another machine (triggers: replace). The name
     # stays the same, so the old machine must be removed before the new one is created.
-    return local.Command(resource, create=create, delete=f"docker-machine rm -y {shlex.quote(name)}",
+    return local.Command(resource, create=create, delete=machine_delete(name),
                          triggers=[create],
                          opts=pulumi.ResourceOptions(delete_before_replace=True))
 
@@ -154,11 +183,11 @@ def declare(common: config.Common, settings: VirtualBoxSettings) -> pulumi.Outpu
 
     keystore = kv_ip = None
     if common.mode == "classic":
-        consul = on_machine(keystore_name, (
-            "inspect consul >/dev/null 2>&1 || " + on_machine(
-                keystore_name, f"run -d --name consul --restart always -p {CONSUL_PORT}:{CONSUL_PORT} "
+        consul = (f"{on_machine(keystore_name, 'inspect consul')} >/dev/null 2>&1 || "
+                  + on_machine(keystore_name,
+                               f"run -d --name consul --restart always -p {CONSUL_PORT}:{CONSUL_PORT} "
                                f"-h consul {shlex.quote(settings.consul_image)} "
-                               f"agent -server -bootstrap -client 0.0.0.0")))
+                               f"agent -server -bootstrap -client 0.0.0.0"))
         keystore = _machine("keystore", machine_create(settings, keystore_name, [], consul),
                             keystore_name)
         kv_ip = _lines(keystore.stdout, keystore_name).apply(lambda lines: lines[0])

@@ -78,6 +78,28 @@ def test_dry_run_with_precision(outputs_file):
     assert lines[-2].startswith("6 runs to do in the first rounds (6 measured)")
 
 
+def test_dry_run_skips_what_the_stack_says_it_cannot_carry(tmp_path):
+    """A version 2 document's unsupported_networks: those cases are skipped up front with
+    the stack's reason (not probed), whatever the provider; the others run."""
+    reason = ("DigitalOcean cloud firewalls pass only TCP, UDP and ICMP, and the encrypted "
+              "overlay's data travels as IPsec ESP (IP protocol 50)")
+    path = tmp_path / "outputs.json"
+    path.write_text(json.dumps(outputs_doc(
+        schema_version=2, stack="do", provider="digitalocean", mode="swarm", keystore=None,
+        unsupported_networks={"overlay-encrypted": reason})))
+    res = bench("--outputs", str(path), "--dry-run", "--networks", "host,overlay,overlay-encrypted",
+                "--tools", "iperf3", "--runs", "2", "--duration", "2")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    enc = [ln for ln in lines if "overlay-encrypted" in ln]
+    assert enc and all(ln.endswith(f"skipped: unsupported on stack do (digitalocean): {reason}")
+                       for ln in enc), enc
+    others = [ln for ln in lines[1:-2] if "overlay-encrypted" not in ln]
+    assert others and not any("skipped" in ln for ln in others)
+    assert lines[-2].startswith(f"{2 * (len(enc) + len(others))} runs to do ({2 * len(others)} measured)")
+    assert lines[-1].startswith("server ports 5201-")
+
+
 def test_dry_run_with_shuffle_records_a_seed(outputs_file):
     res = bench("--outputs", str(outputs_file), "--dry-run", "--shuffle", "--seed", "42")
     assert "shuffled within rounds, seed 42" in res.stdout
@@ -121,7 +143,7 @@ def test_missing_input(tmp_path):
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"schema_version": 2}, "stack outputs have schema_version 2; this overlay-bench reads version 1"),
+    ({"schema_version": 3}, "stack outputs have schema_version 3; this overlay-bench reads versions 1, 2"),
     ({"overlay_network": ""}, "stack outputs invalid at overlay_network"),
     ({"nodes": []}, "stack outputs invalid at nodes"),
 ])

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from stacks import config, providers
-from tests.test_program_support import PROJECT, program_error, run_program
+from tests.test_program_support import PROJECT, program_error, run_program, ssh_key_pair
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_digitalocean.*"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_command.*")]
@@ -16,11 +16,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_digi
 
 @pytest.fixture
 def ssh_keys(tmp_path: Path) -> tuple[Path, Path]:
-    private = tmp_path / "id_ed25519"
-    private.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n")
-    public = tmp_path / "id_ed25519.pub"
-    public.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDoNotUseThisKeyAnywhere000000000000 test\n")
-    return public, private
+    return ssh_key_pair(tmp_path)
 
 
 @pytest.fixture
@@ -65,6 +61,34 @@ def test_bad_cidr(do_config, cidr):
     do_config["sshAllowedCidrs"] = f'["198.51.100.7/32", "{cidr}"]'
     assert_clean_error(do_config, "overlay-bench:sshAllowedCidrs", repr(cidr),
                        "pulumi config set --path 'sshAllowedCidrs[0]'")
+
+
+@pytest.mark.parametrize("cidr, became, one", [
+    ("203.0.113.7/0", "0.0.0.0/0", "203.0.113.7/32"),
+    ("198.51.100.77/24", "198.51.100.0/24", "198.51.100.77/32"),
+])
+def test_cidr_with_host_bits_names_the_network_it_would_become(do_config, cidr, became, one):
+    do_config["sshAllowedCidrs"] = f'["{cidr}"]'
+    assert_clean_error(do_config, "overlay-bench:sshAllowedCidrs", repr(cidr), "host bits set",
+                       f"it would open SSH to all of {became}", f"write {one}",
+                       f"pulumi config set --path 'sshAllowedCidrs[0]' {one}")
+
+
+def test_ssh_from_anywhere_needs_saying_so(do_config):
+    do_config["sshAllowedCidrs"] = '["0.0.0.0/0"]'
+    assert_clean_error(do_config, "overlay-bench:sshAllowedCidrs", "'0.0.0.0/0'", "whole internet",
+                       "curl -4", "`pulumi config set allowSshFromAnywhere true`")
+    do_config["allowSshFromAnywhere"] = "maybe"
+    assert_clean_error(do_config, "overlay-bench:allowSshFromAnywhere", "not true or false")
+    do_config["allowSshFromAnywhere"] = "true"
+    cfg = config.parse(dict(do_config), "do").settings
+    assert cfg.ssh_allowed_cidrs == ("0.0.0.0/0",)
+
+
+def test_ipv6_cidr_is_refused_since_droplets_have_no_ipv6(do_config):
+    do_config["sshAllowedCidrs"] = '["2001:db8::/48"]'
+    assert_clean_error(do_config, "overlay-bench:sshAllowedCidrs", "IPv6", "no IPv6 address",
+                       "curl -4")
 
 
 def test_ssh_cidrs_required(do_config):
@@ -156,19 +180,28 @@ def test_defaults_and_derived_lab_name():
     assert config.parse({}, "---").settings.lab_name == "lab"
 
 
+def test_virtualbox_takes_the_consul_image_and_digitalocean_does_not(do_config):
+    cfg = config.parse({"provider": "virtualbox"}, "vb").settings
+    assert cfg.consul_image.startswith("hashicorp/consul:1.") and "latest" not in cfg.consul_image
+    do_config["consulImage"] = "hashicorp/consul:1.22.7"
+    assert_clean_error(do_config, "overlay-bench:consulImage", "does not apply to provider digitalocean",
+                       "it is for virtualbox", "`pulumi config rm consulImage`")
+
+
 def test_digitalocean_defaults(do_config, ssh_keys):
     cfg = config.parse({k: v for k, v in do_config.items()}, "do").settings
     assert (cfg.region, cfg.size, cfg.image) == ("ams3", "s-1vcpu-1gb", "debian-12-x64")
     assert cfg.ssh_private_key_path == str(ssh_keys[1])  # the .pub path without .pub
-    assert cfg.consul_image.startswith("hashicorp/consul:1.") and "latest" not in cfg.consul_image
+    assert cfg.vpc_id is None  # the region's default VPC
+    assert cfg.ssh_login == "key" and cfg.agent_socket_path is None
     assert cfg.benchmark_ports == (5001, 5201, 11111)
 
 
 @pytest.mark.parametrize("value,expected", [
     ('["198.51.100.7/32"]', ("198.51.100.7/32",)),
     ("198.51.100.7, 203.0.113.0/24", ("198.51.100.7/32", "203.0.113.0/24")),
-    ('["2001:db8::/48"]', ("2001:db8::/48",)),
-    (["192.0.2.9/24"], ("192.0.2.0/24",)),
+    (["192.0.2.0/24"], ("192.0.2.0/24",)),
+    ("203.0.113.7", ("203.0.113.7/32",)),
 ])
 def test_cidr_forms(do_config, value, expected):
     do_config["sshAllowedCidrs"] = value

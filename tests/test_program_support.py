@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import os
 import runpy
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -40,14 +41,19 @@ class Declared:
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    """Answers like the providers would and records every registration.
+    """Answers like the providers would and records every registration and invoke.
 
-    `command_stdout(name, inputs)` gives the stdout of a pulumi-command resource.
+    `command_stdout(name, inputs)` gives the stdout of a pulumi-command resource;
+    `invoke(token, args)` the result of a provider function (wire names, as the provider
+    returns them: `{"sshKeys": [...]}` for digitalocean:index/getSshKeys:getSshKeys).
     """
 
-    def __init__(self, command_stdout: Callable[[str, dict], str] | None = None):
+    def __init__(self, command_stdout: Callable[[str, dict], str] | None = None,
+                 invoke: Callable[[str, dict], dict] | None = None):
         self.resources: list[Declared] = []
+        self.calls: list[tuple[str, dict]] = []
         self.command_stdout = command_stdout or (lambda name, inputs: "")
+        self.invoke = invoke or (lambda token, args: {})
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
         state = dict(args.inputs)
@@ -55,7 +61,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             state.update(ipv4Address=PUBLIC_IPS[args.name], ipv4AddressPrivate=PRIVATE_IPS[args.name],
                          dropletUrn=f"do:droplet:{args.name}")
         elif args.typ == "digitalocean:index/sshKey:SshKey":
-            state["fingerprint"] = "3b:16:bf:e4:8b:00:8b:b8:59:8c:a9:d3:f0:19:45:fa"
+            # DigitalOcean names a key by its MD5 fingerprint (ssh-keygen's, without "MD5:").
+            state["fingerprint"] = md5_fingerprint(args.inputs["publicKey"])
         elif args.typ == "digitalocean:index/vpc:Vpc":
             state["urn"] = "do:vpc:1"
         elif args.typ.startswith("command:"):
@@ -70,7 +77,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return [f"{args.name}-id", state]
 
     def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
+        self.calls.append((args.token, dict(args.args)))
+        return self.invoke(args.token, dict(args.args))
 
     # Helpers for the tests ---------------------------------------------------------------
     def of_type(self, typ: str) -> list[Declared]:
@@ -92,9 +100,11 @@ class Run:
 
 def run_program(config: dict[str, Any], stack: str = "test",
                 command_stdout: Callable[[str, dict], str] | None = None,
-                secret_config: dict[str, str] | None = None) -> Run:
-    """Run __main__.py with `overlay-bench:` config `config`; return resolved exports."""
-    mocks = RecordingMocks(command_stdout)
+                secret_config: dict[str, str] | None = None,
+                invoke: Callable[[str, dict], dict] | None = None) -> Run:
+    """Run __main__.py with `overlay-bench:` config `config` (and `secret_config`, full key
+    names set as secrets); return resolved exports."""
+    mocks = RecordingMocks(command_stdout, invoke)
     pulumi.runtime.set_mocks(mocks, project="overlay-bench", stack=stack, preview=False)
     all_config = {f"overlay-bench:{k}": v for k, v in config.items()}
     all_config.update(secret_config or {})
@@ -168,3 +178,18 @@ def built_documents() -> Iterator[list[dict]]:
 
     with mock.patch.object(outputs, "document", side_effect=record):
         yield built
+
+
+def ssh_key_pair(directory: Path, name: str = "id_ed25519", passphrase: str = "") -> tuple[Path, Path]:
+    """A real ed25519 key pair made by ssh-keygen: (public key path, private key path)."""
+    private = directory / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-C", f"{name}@test",
+                    "-f", str(private)], check=True)
+    return private.with_name(name + ".pub"), private
+
+
+def md5_fingerprint(public_key: str) -> str:
+    """ssh-keygen's MD5 fingerprint of a public key line, as DigitalOcean shows it."""
+    out = subprocess.run(["ssh-keygen", "-l", "-E", "md5", "-f", "-"], input=public_key, text=True,
+                         capture_output=True, check=True).stdout
+    return out.split()[1].removeprefix("MD5:")

@@ -10,7 +10,7 @@ import pulumi
 import pytest
 
 from stacks import config, outputs, providers
-from tests.test_program_support import PROJECT, program_error, run_program
+from tests.test_program_support import PROJECT, program_error, run_program, ssh_key_pair
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_digitalocean.*"),
               pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_command.*")]
@@ -19,9 +19,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_digi
 @pytest.fixture
 def example_config(tmp_path: Path, monkeypatch):
     """A configuration each provider accepts (a new provider adds its own here)."""
-    public, private = tmp_path / "key.pub", tmp_path / "key"
-    private.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-key\n-----END OPENSSH PRIVATE KEY-----\n")
-    public.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDoNotUseThisKeyAnywhere000000000000 test\n")
+    public, _private = ssh_key_pair(tmp_path, "key")
     monkeypatch.setenv("DIGITALOCEAN_TOKEN", "dop_v1_test")
     return {
         "local": {},

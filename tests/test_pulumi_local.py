@@ -45,22 +45,29 @@ def pulumi_env(state_dir: Path) -> dict[str, str]:
     return dict(item.split("=", 1) for item in out.decode().split("\0") if "=" in item)
 
 
+def copy_project(root: Path, files: tuple[str, ...] = PROJECT_FILES) -> tuple[Path, dict[str, str]]:
+    """The project's `files` copied to ROOT/project, with a file backend in ROOT/state:
+    the project directory and the environment to run `pulumi` in."""
+    project = root / "project"
+    project.mkdir(parents=True)
+    for name in files:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, project / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, project / name)
+    # Pulumi.yaml names the virtualenv `.venv`, relative to the project.
+    (project / ".venv").symlink_to(REPO / ".venv")
+    (root / "state").mkdir()
+    return project, pulumi_env(root / "state")
+
+
 class Project:
     """A copy of the Pulumi project in `root`, with one stack on a file backend there."""
 
     def __init__(self, root: Path, stack: str, lab_name: str):
-        self.dir, self.stack, self.lab_name = root / "project", stack, lab_name
-        self.dir.mkdir(parents=True)
-        for name in PROJECT_FILES:
-            src = REPO / name
-            if src.is_dir():
-                shutil.copytree(src, self.dir / name, ignore=shutil.ignore_patterns("__pycache__"))
-            else:
-                shutil.copy(src, self.dir / name)
-        # Pulumi.yaml names the virtualenv `.venv`, relative to the project.
-        (self.dir / ".venv").symlink_to(REPO / ".venv")
-        (root / "state").mkdir()
-        self.env = pulumi_env(root / "state")
+        self.stack, self.lab_name = stack, lab_name
+        self.dir, self.env = copy_project(root)
 
     def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(["pulumi", *args], cwd=self.dir, env=self.env, capture_output=True,

@@ -41,6 +41,7 @@ import docker.errors
 
 from common.polling import poll
 from common.status import Status
+from stacks import classic
 from stacks import outputs as outputs_schema
 from stacks.local import host, ownership
 from stacks.local.spec import DEFAULT_SUBNET, NAME_RE, LabError, LabSpec, rate_bits_per_s
@@ -160,11 +161,6 @@ def engine_version() -> tuple[int, int, str]:
     return int(match.group(1)), int(match.group(2)), out.split("version", 1)[1].split(",")[0].strip()
 
 
-def keystore_kind() -> str:
-    """Consul when installed (as in 2015), else etcd from Debian."""
-    return "consul" if shutil.which("consul") else "etcd"
-
-
 def _require_root(command: str) -> None:
     if os.geteuid() != 0:
         raise LabError(f"`{command}` of the local lab needs root (network namespaces, links, "
@@ -178,7 +174,7 @@ def preflight(spec: LabSpec) -> None:
             raise LabError(f"`{tool}` not found: install it with `apt-get install {package}` "
                            "(or run `make setup`)")
     if spec.mode == "classic":
-        if keystore_kind() == "etcd" and not shutil.which("etcd"):
+        if not shutil.which("etcd"):
             raise LabError("classic mode needs a key-value store: install etcd with "
                            "`apt-get install etcd-server` (or run `make setup`), or use --mode swarm")
         major, _minor, full = engine_version()
@@ -221,7 +217,8 @@ class Lab:
             for i in range(1, spec.nodes + 1)
         ]
         self.keystore_address = str(hosts[KEYSTORE_ADDRESS_INDEX - 1])
-        self.keystore = keystore_kind() if spec.mode == "classic" else None
+        # Classic mode's key-value store (stacks/classic.py says why etcd).
+        self.keystore = "etcd" if spec.mode == "classic" else None
         self.clients: dict[int, docker.DockerClient] = {}
         self.ledger = ledger(spec.name)
         self.cgroup_procs: Path | None = None  # where our daemons join the lab's cgroup
@@ -328,51 +325,52 @@ class Lab:
         base = data_dir(self.name) / "keystore"
         base.mkdir(parents=True, exist_ok=True)
         addr = self.keystore_address
-        if self.keystore == "consul":
-            cmd = ["consul", "agent", "-server", "-bootstrap", "-data-dir", str(base),
-                   "-bind", addr, "-client", addr, "-node", f"{self.name}-keystore"]
-            port = 8500
-        else:
-            # libkv speaks only etcd's v2 API; the peer port stays on loopback.
-            cmd = ["etcd", "--name", f"{self.name}-keystore", "--data-dir", str(base / "etcd"),
-                   "--enable-v2=true",
-                   "--listen-client-urls", f"http://{addr}:2379",
-                   "--advertise-client-urls", f"http://{addr}:2379",
-                   "--listen-peer-urls", "http://127.0.0.1:2380",
-                   "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
-                   "--initial-cluster", f"{self.name}-keystore=http://127.0.0.1:2380"]
-            port = 2379
+        # The key-value droplet's etcd runs with these same arguments (stacks/classic.py).
+        cmd = ["etcd", *classic.etcd_args(addr, str(base / "etcd"))]
         log = run_dir(self.name) / "keystore.log"
         netns = netns_bind(self.name, keystore_netns(self.name))
         proc = self._spawn(["nsenter", f"--net={netns}", "--", *cmd], log, "keystore")
-        _wait_for(lambda: _tcp_open_in(netns, addr, port), 20.0,
+        _wait_for(lambda: _tcp_open_in(netns, addr, classic.ETCD_CLIENT_PORT), 20.0,
                   lambda: f"the {self.keystore} key-value store did not start: {_tail(log)}", proc)
 
     @property
     def keystore_url(self) -> str | None:
-        if not self.keystore:
-            return None
-        port = 8500 if self.keystore == "consul" else 2379
-        return f"{self.keystore}://{self.keystore_address}:{port}"
+        return classic.store_url(self.keystore_address) if self.keystore else None
 
     # Step: engines -------------------------------------------------------------------------
     def start_engines(self) -> None:
         procs = {node.index: self._start_engine(node) for node in self.nodes}
         deadline = time.monotonic() + ENGINE_START_TIMEOUT_S
         for node in self.nodes:
-            log = run_dir(self.name) / f"n{node.index}" / "dockerd.log"
             _wait_for(lambda node=node: self._ping(node), max(deadline - time.monotonic(), 1.0),
-                      lambda node=node, log=log: f"dockerd of {node.name} did not start; its last log lines: "
-                                                 f"{_tail(log)}",
+                      lambda node=node: f"dockerd of {node.name} did not start: {self._engine_says(node)}",
                       procs[node.index])
+
+    def _engine_log(self, node: Node) -> Path:
+        return run_dir(self.name) / f"n{node.index}" / "dockerd.log"
+
+    def _engine_says(self, node: Node) -> str:
+        """What a node's engine said last about classic mode, else its last log lines."""
+        log = self._engine_log(node)
+        try:
+            lines = log.read_text(errors="replace").splitlines()
+        except OSError:
+            lines = []
+        said = classic.engine_message(lines)
+        return f"it says: {said}" if said else f"its last log lines: {_tail(log)}"
 
     def _start_engine(self, node: Node) -> subprocess.Popen:
         rdir = run_dir(self.name) / f"n{node.index}"
         ddir = data_dir(self.name) / f"n{node.index}"
         rdir.mkdir(parents=True, exist_ok=True)
         ddir.mkdir(parents=True, exist_ok=True)
+        settings = {"deprecated-key-path": str(ddir / "key.json")}
+        if self.keystore:
+            # The 2015 topology, with the droplets' daemon.json settings (stacks/classic.py):
+            # network state in the key-value store, gossip on eth0 (the lab network).
+            settings.update(classic.engine_settings(self.keystore_address, "eth0"))
         config = rdir / "daemon.json"
-        config.write_text(json.dumps({"deprecated-key-path": str(ddir / "key.json")}) + "\n")
+        config.write_text(json.dumps(settings, indent=2) + "\n")
         dockerd = [
             "dockerd",
             # Own data root, exec root, pid file and socket: engines share nothing on disk.
@@ -385,9 +383,6 @@ class Lab:
             "--cgroup-parent", f"/{cgroup_parent(self.name)}",
             "--log-level", "warn",
         ]
-        if self.keystore_url:
-            # The 2015 topology: network state in the key-value store, gossip on eth0.
-            dockerd += ["--cluster-store", self.keystore_url, "--cluster-advertise", "eth0:2376"]
         # nsenter (not `ip netns exec`, which remounts /sys and breaks dockerd's cgroup
         # discovery) for the network; its own UTS namespace so each engine has its own
         # hostname: classic gossip and swarm refuse duplicate node names.
@@ -448,11 +443,18 @@ class Lab:
             manager.networks.create(OVERLAY_NETWORK, driver="overlay", attachable=True,
                                     labels={"overlay-bench.lab": self.name})
             return
-        manager.networks.create(OVERLAY_NETWORK, driver="overlay", labels={"overlay-bench.lab": self.name})
+        try:
+            manager.networks.create(OVERLAY_NETWORK, driver="overlay", labels={"overlay-bench.lab": self.name})
+        except docker.errors.APIError as exc:
+            # An engine without its store still runs; its first use of the store fails.
+            said = " ".join(str(exc.explanation or exc).split())
+            raise LabError(f"the engine of {self.nodes[0].name} cannot use its key-value store "
+                           f"{self.keystore_url}: {said}") from None
         # Global scope: every engine must see it through the store before we say "up".
         for node in self.nodes[1:]:
             _wait_for(lambda node=node: bool(self.client(node).networks.list(names=[OVERLAY_NETWORK])), 20.0,
-                      lambda node=node: f"{node.name} does not see the overlay network through the key-value store")
+                      lambda node=node: f"{node.name} does not see the overlay network through the "
+                                        f"key-value store {self.keystore_url}: {self._engine_says(node)}")
 
     # Outputs ---------------------------------------------------------------------------------
     def outputs(self) -> dict[str, Any]:
