@@ -38,7 +38,7 @@ def add_columns(table: pd.DataFrame, runs: pd.DataFrame, networks: list[str]) ->
         full = pd.MultiIndex.from_arrays([rows, [net] * len(table)], names=["row", "network"])
         d = desc.reindex(full)
         table[f"{net}_cpu_percent_per_gbps_mean"] = d["mean"].to_numpy()
-        table[f"{net}_cpu_percent_per_gbps_ci_low"] = d["ci_low"].to_numpy()
+        table[f"{net}_cpu_percent_per_gbps_ci_low"] = stats.clip_at_zero(d["ci_low"].to_numpy())
         table[f"{net}_cpu_percent_per_gbps_ci_high"] = d["ci_high"].to_numpy()
         table[f"{net}_cpu_percent_per_gbps_sd"] = d["sd"].to_numpy()
         table[f"{net}_cpu_n"] = d["n"].fillna(0).astype(int).to_numpy()
@@ -61,7 +61,8 @@ def add_columns(table: pd.DataFrame, runs: pd.DataFrame, networks: list[str]) ->
 
 def display(summary: pd.DataFrame, networks: list[str]) -> pd.DataFrame:
     """The CPU table of the report: the rows with CPU figures, as text cells."""
-    from analysis.table import _interval, case_label, fmt
+    from analysis.table import case_label, fmt
+    from analysis.table import interval_text as _interval
 
     measured = [n for n in networks if f"{n}_cpu_n" in summary and (summary[f"{n}_cpu_n"] > 0).any()]
     rows = []

@@ -29,8 +29,8 @@ FLAKY = FIXTURES / "20261126-170000-flaky"
 # other jobs kept the machine's CPUs busy (its idle baseline shows them).
 CPU = FIXTURES / "20261129-200303-cpf227pu"
 ALL = [DO2015, VB2015, LAB, LAB316, FLAKY, CPU]
-PLOTS = ("throughput_by_network.png", "throughput_vs_streams.png", "latency_percentiles.png", "cpu_per_gbps.png",
-         "cpu_cost_per_gbps.png")
+PLOTS = ("overhead_by_case.png", "throughput_by_case.png", "throughput_vs_streams.png", "latency_percentiles.png",
+         "cpu_per_gbps.png", "cpu_cost_per_gbps.png")
 
 
 def analysis(*args, cwd=REPO, check=True):
@@ -104,7 +104,10 @@ def _reverse_iperf2_rows(summary_csv: Path, setup: str) -> list[dict]:
 
 def test_skipped_and_failed_runs_are_shown_not_averaged(full, tmp_path):
     out, done = full
-    assert "unsupported: overlay-encrypted unsupported on this host" in done.stdout
+    # The reason is told once, in a note under the table; the cells point at it.
+    reason = "overlay-encrypted unsupported on this host: kernel lacks ESP (INET_ESP)"
+    assert done.stdout.count(reason) == 1 and f"[1] {reason}" in done.stdout.splitlines()
+    assert done.stdout.count("| unsupported [1] |") == 2
     # In the fixture, overlay run #3 failed and was run again (resumed) with success: that
     # is not a failed run, and its failed line stays in runs.csv.
     (reverse,) = _reverse_iperf2_rows(out / "summary.csv", "lab (iperf3 3.12)")
@@ -136,10 +139,10 @@ def test_plots_are_drawn_and_not_empty(full):
         height, width = image.shape[:2]
         assert width >= 600 and height >= 400, name
         # Axes, ticks and text are grey; data are drawn in colour. Not a blank chart: at least
-        # 0.5 % of the pixels are coloured.
+        # 0.5 % of the pixels are coloured (0.2 % for the overhead plot: points, not bars).
         pixels = image[..., :3].reshape(-1, 3)
         coloured = (pixels.max(axis=1) - pixels.min(axis=1)) > 0.25
-        assert coloured.mean() > 0.005, name
+        assert coloured.mean() > (0.002 if name == "overhead_by_case.png" else 0.005), name
 
 
 def test_html_is_self_contained(full):
@@ -147,7 +150,7 @@ def test_html_is_self_contained(full):
     page = (out / "report.html").read_text()
     sources = re.findall(r"""(?:src|href)=['"]([^'"]+)""", page)
     assert len(sources) == len(PLOTS) and all(s.startswith("data:image/png;base64,") for s in sources)
-    assert "<table" in page and "unsupported: overlay-encrypted" in page and "-5.4" in page
+    assert "<table" in page and "overlay-encrypted unsupported on this host" in page and "-5.4" in page
 
 
 def test_cpu_cost_and_precision_of_a_format_2_session(full):
@@ -218,7 +221,7 @@ def test_differing_metadata_are_not_merged_unless_asked(tmp_path):
 
 def test_other_stacks_are_other_rows(full):
     _, done = full
-    setups = {line.split("|")[1].strip() for line in done.stdout.splitlines()[2:]}
+    setups = {line.split("|")[1].strip() for line in done.stdout.splitlines()[2:] if line.startswith("|")}
     assert setups == {"do2015", "vb2015", "flaky", "lab (iperf3 3.12)", "lab (iperf3 3.16)", "cpf227pu"}
 
 
