@@ -208,6 +208,7 @@ th, td { border: 1px solid #ccc; padding: 0.2em 0.45em; vertical-align: top; }
 th { background: #f3f3f3; white-space: normal; }
 .num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
 .text { text-align: left; }
+th.num { white-space: normal; }
 .notes { font-size: 0.85em; margin: 0 0 1em; }
 .wide { overflow-x: auto; }
 details { margin: 0.5em 0 1em; }
