@@ -41,7 +41,7 @@ def _pct(value: float) -> str:
 def lines(summary: pd.DataFrame, notes: Footnotes) -> tuple[list[Line], list[str]]:
     """The headline lines, and the sentences that follow them (what was not compared, and why)."""
     compared = compared_networks(summary)
-    if "host_n" not in summary or not compared:
+    if "host_n" not in summary or not compared or not (summary["host_n"] > 0).any():
         return [], ["No network was compared with host in these results (host or the other networks "
                     "were not measured): the comparison table gives each network's own figures."]
     out: list[Line] = []

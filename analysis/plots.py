@@ -248,9 +248,10 @@ def latency_percentiles(summary: pd.DataFrame, runs: pd.DataFrame):
         mean = means[col].to_numpy()
         enough = n[col].to_numpy() >= FEW_RUNS
         low = np.maximum(mean - halfs[col].to_numpy(), 0)
-        err = np.where(enough, np.vstack([mean - low, halfs[col].to_numpy()]), np.nan)
         ax.barh(offset, mean, height=height, label=name, alpha=0.85, color=c)
-        ax.errorbar(mean, offset, xerr=np.nan_to_num(err), fmt="none", ecolor="#222", capsize=2, elinewidth=1)
+        if enough.any():
+            err = np.vstack([mean - low, halfs[col].to_numpy()])[:, enough]
+            ax.errorbar(mean[enough], offset[enough], xerr=err, fmt="none", ecolor="#222", capsize=2, elinewidth=1)
         for yy, key in zip(offset, means.index):
             dots = runs_of[key][col].dropna().to_numpy()
             if len(dots) <= DOTS_UP_TO:

@@ -290,7 +290,7 @@ def terminal_table(table: pd.DataFrame, notes: Footnotes) -> pd.DataFrame:
 def comparison_table(table: pd.DataFrame, notes: Footnotes) -> pd.DataFrame:
     """The report's main table, narrow enough for a 1400 px window whatever the networks: host's
     mean, then each other network against host (its own means are in details_table)."""
-    compared = compared_networks(table)
+    compared = compared_networks(table) if (table.get("host_n", pd.Series(dtype=int)) > 0).any() else []
     rows = []
     for _, row in table.iterrows():
         out = {"stack": row["setup"], "case": case_label(row), "unit": row["unit"]}
