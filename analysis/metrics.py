@@ -24,12 +24,13 @@ class Metric:
     unit: str         # shown after a value
     vs_host: str      # "percent": ratio to host, "difference": minus host, in `unit`
     digits: int = 1
+    difference_unit: str = ""  # the unit of a difference: a loss in % differs in points
 
 
 METRICS = (
-    Metric("udp_loss_percent", "UDP loss", "%", "difference", 3),
+    Metric("udp_loss_percent", "UDP loss", "%", "difference", 3, "points"),
     Metric("udp_jitter_ms", "UDP jitter", "ms", "percent", 3),
-    Metric("retransmits", "TCP retransmits", "per run", "difference", 1),
+    Metric("retransmits", "TCP retransmits", "per run", "difference", 1, "per run"),
     Metric("latency_p50_us", "latency p50", "us", "percent", 1),
     Metric("latency_p99_us", "latency p99", "us", "percent", 1),
     Metric("latency_p999_us", "latency p99.9", "us", "percent", 1),
@@ -109,21 +110,23 @@ def display(summary: pd.DataFrame, networks: list[str], fields: tuple[str, ...])
                 metric = BY_FIELD[field]
                 head = f"{metric.label}, {metric.unit}"
                 if row[f"{net}_{field}_n"] == 0:
-                    out[head] = out[f"{metric.label} n"] = ""
+                    out[head] = ""
                 else:
                     ci = interval_text(row[f"{net}_{field}_ci_low"], row[f"{net}_{field}_ci_high"], metric.digits)
-                    out[head] = f"{fmt(row[f'{net}_{field}_mean'], metric.digits)} {ci}".strip()
-                    out[f"{metric.label} n"] = str(row[f"{net}_{field}_n"])
+                    out[head] = (f"{fmt(row[f'{net}_{field}_mean'], metric.digits)} {ci}".strip()
+                                 + f" (n={row[f'{net}_{field}_n']})")
                 if "host" not in networks:
                     continue
                 value, low, high = vs_host_columns(net, metric)
-                head = f"{metric.label} vs host" + (" %" if metric.vs_host == "percent" else f", {metric.unit}")
+                percent = metric.vs_host == "percent"
+                head = f"{metric.label} vs host" + (" %" if percent else f", {metric.difference_unit}")
                 if net == "host" or _missing(row[value]):
                     out[head] = ""
                     continue
                 both = min(row[f"host_{field}_n"], row[f"{net}_{field}_n"]) >= 2
-                ci = interval_text(row[low], row[high], metric.digits, sign=True, unbounded=both)
-                out[head] = f"{fmt(row[value], metric.digits, sign=True)} {ci}".strip()
+                digits = 1 if percent else metric.digits
+                ci = interval_text(row[low], row[high], digits, sign=True, unbounded=both)
+                out[head] = f"{fmt(row[value], digits, sign=True)} {ci}".strip()
             rows.append(out)
     return pd.DataFrame(rows)
 

@@ -184,7 +184,7 @@ def render_markdown(blocks: list) -> str:
             if block[1]:
                 parts.append("\n".join(f"{line}  " for line in block[1]).rstrip())
         elif kind == "details":
-            parts.append(f"### {block[1]}")
+            parts += [f"### {block[1]}", ""]
             parts.append(render_markdown(block[2]).rstrip("\n"))
         elif kind == "plot":
             _, name, title, png = block

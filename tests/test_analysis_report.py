@@ -126,7 +126,7 @@ def test_every_recorded_metric_in_summary_and_report(matrix):
     for title in ("### UDP loss and jitter", "### TCP retransmits", "### Latency percentiles"):
         assert title in report
     section = report[report.index("### UDP loss and jitter"):report.index("### TCP retransmits")]
-    assert "| UDP loss, % | UDP loss n | UDP loss vs host, % | UDP jitter, ms |" in section
+    assert "| UDP loss, % | UDP loss vs host, points | UDP jitter, ms | UDP jitter vs host % |" in section
     assert all(f"| {net} |" in section for net in NETWORKS)
 
 
