@@ -61,12 +61,12 @@ def add_columns(table: pd.DataFrame, runs: pd.DataFrame, networks: list[str]) ->
 
 def display(summary: pd.DataFrame, networks: list[str]) -> pd.DataFrame:
     """The CPU table of the report: the rows with CPU figures, as text cells."""
-    from analysis.table import case_label, fmt
+    from analysis.table import case_label, fmt, records
     from analysis.table import interval_text as _interval
 
     measured = [n for n in networks if f"{n}_cpu_n" in summary and (summary[f"{n}_cpu_n"] > 0).any()]
     rows = []
-    for _, row in summary.iterrows():
+    for row in records(summary):
         if not any(row[f"{n}_cpu_n"] > 0 for n in measured):
             continue
         out = {"stack": row["setup"], "case": case_label(row), "CPU of": _scope_text(row["cpu_scope"])}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from analysis import stats
-from analysis.table import Footnotes, case_label, compared_networks, fmt_p, network_status, uses_vxlan
+from analysis.table import Footnotes, case_label, compared_networks, fmt_p, network_status, records, uses_vxlan
 
 # Enough to answer at a glance; the comparison table below holds every case.
 MAX_LINES = 24
@@ -46,7 +46,7 @@ def lines(summary: pd.DataFrame, notes: Footnotes) -> tuple[list[Line], list[str
                     "were not measured): the comparison table gives each network's own figures."]
     out: list[Line] = []
     missing: dict[str, dict[str, None]] = {}  # what was not compared -> its cases, in order
-    for _, row in summary.iterrows():
+    for row in records(summary):
         throughput = row["metric"] == "throughput_mbps"
         case = f"{row['setup']} · {case_label(row)} · " + ("throughput" if throughput else "p50 latency")
         for net in compared:

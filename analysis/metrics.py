@@ -97,11 +97,11 @@ def display(summary: pd.DataFrame, networks: list[str], fields: tuple[str, ...])
     """One report table: per case and network with `fields` recorded, each metric's mean with
     its interval and n, and against host its change with its interval. Empty when no case
     recorded them."""
-    from analysis.table import case_label, fmt, interval_text
+    from analysis.table import case_label, fmt, interval_text, records
 
     recorded = np.logical_or.reduce([summary[f"{n}_{f}_n"] > 0 for n in networks for f in fields])
     rows = []
-    for _, row in summary[recorded].iterrows():
+    for row in records(summary[recorded]):
         for net in networks:
             if not any(row[f"{net}_{f}_n"] > 0 for f in fields):
                 continue

@@ -223,6 +223,11 @@ def significance_text(row, net: str) -> str:
     return "yes" if p < stats.ALPHA else "no"
 
 
+def records(table: pd.DataFrame) -> list[dict]:
+    """The rows as dicts: a tenth of the time of iterrows() on a wide table."""
+    return table.to_dict("records")
+
+
 def table_networks(table: pd.DataFrame) -> list[str]:
     return [n for n in NETWORKS if f"{n}_n" in table]
 
@@ -272,7 +277,7 @@ def _overhead_text(row, net: str, notes: Footnotes, p: bool = True, unit: str = 
 def terminal_table(table: pd.DataFrame, notes: Footnotes) -> pd.DataFrame:
     """The table printed by the command: per network mean ± half-width (n), against host."""
     rows = []
-    for _, row in table.iterrows():
+    for row in records(table):
         out = {"stack": row["setup"], "case": case_label(row), "metric": row["unit"]}
         for net in table_networks(table):
             out[net] = _mean_text(row, net, notes)
@@ -292,7 +297,7 @@ def comparison_table(table: pd.DataFrame, notes: Footnotes) -> pd.DataFrame:
     mean, then each other network against host (its own means are in details_table)."""
     compared = compared_networks(table) if (table.get("host_n", pd.Series(dtype=int)) > 0).any() else []
     rows = []
-    for _, row in table.iterrows():
+    for row in records(table):
         out = {"stack": row["setup"], "case": case_label(row), "unit": row["unit"]}
         if compared:
             out["host"] = _mean_text(row, "host", notes)
@@ -311,7 +316,7 @@ def details_table(table: pd.DataFrame, notes: Footnotes) -> pd.DataFrame:
     the change, its interval, Welch's p, significance; the 2015 figures."""
     networks = table_networks(table)
     rows = []
-    for _, row in table.iterrows():
+    for row in records(table):
         out = {"stack": row["setup"], "case": case_label(row), "unit": row["unit"]}
         for net in networks:
             status = network_status(row, net, notes)
