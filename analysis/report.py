@@ -224,7 +224,8 @@ def _inline(text: str) -> str:
 
 def _markdown():
     from markdown_it import MarkdownIt
-    return MarkdownIt("commonmark")
+    # html off: text from the results (a path, a reason) is shown, never taken as markup.
+    return MarkdownIt("commonmark", {"html": False})
 
 
 def render_html(blocks: list) -> str:

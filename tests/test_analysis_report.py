@@ -227,3 +227,11 @@ def test_without_host_each_network_is_shown(tmp_path):
     comparison = report[report.index("## Comparison"):report.index("### Details")]
     assert "| overlay |" in comparison.splitlines()[2] and "923." in comparison
     assert "host skipped for this test" in done.stdout
+
+
+def test_text_from_the_results_is_never_markup():
+    """A reason or a path in a paragraph is shown as text in report.html, never run as HTML."""
+    from analysis import report
+
+    page = report.render_html([("p", "skipped: <img src=x onerror=alert(1)> in `a<b>`")])
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
