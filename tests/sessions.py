@@ -31,7 +31,10 @@ def write_matrix_session(root: Path, name: str = "20261129-120000-matrix", runs:
                "keystore": None, "overlay_network": "ob-overlay", "link_rate": "1gbit", "mtu_bytes": 1500,
                "unsupported_networks": skipped}
     metadata = fmt.metadata(session=name, started_at="2026-11-29T12:00:00Z", command_line=["python", "-m", "bench"],
-                            seed=seed, stack_outputs=outputs, nodes=nodes, cpu=None,
+                            seed=seed, stack_outputs=outputs, nodes=nodes,
+                            cpu={"source": "/proc/stat", "scope": "machine", "idle_baseline_s": 1.0,
+                                 "kernels": [{"boot_id": "0", "nodes": list(NODES), "cpus": 2, "idle": None}],
+                                 "unavailable": {}},
                             image={"name": "overlay-bench/tools:1", "id": "sha256:0"},
                             tool_versions={"iperf2": "2.1.8", "iperf3": "3.12", "sockperf": "3.7"}, plan={})
     (session / "metadata.json").write_text(json.dumps(metadata, indent=2))
