@@ -18,7 +18,7 @@ from bench import store
 from bench.plan import PlanError
 from bench.progress import Progress
 from bench.session import Session, check_resumable, static_skip
-from common.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, UserError
+from common.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_USAGE, UserError
 
 
 def _csv(kind):
@@ -35,8 +35,15 @@ MATRIX_OPTIONS = ("networks", "tools", "protocols", "streams", "directions", "ru
                   "warmup_s", "pairs", "udp_target_mbps", "port_base", "precision_points", "max_runs")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake told in one line (its usage block is for --help)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"bench: {message} (see python -m bench --help)\n")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m bench", description=__doc__.splitlines()[0])
     src = p.add_argument_group("input")
     src.add_argument("--stack", metavar="NAME", help="read the outputs of this Pulumi stack")
     src.add_argument("--outputs", metavar="FILE", help="read the outputs document from a file")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -84,8 +85,8 @@ class Plan:
         if self.max_runs is not None and self.precision_points is None:
             raise PlanError("--max-runs only makes sense with --precision")
         if self.precision_points is not None:
-            if not self.precision_points > 0:
-                raise PlanError("--precision must be a positive number of percentage points")
+            if not (math.isfinite(self.precision_points) and self.precision_points > 0):
+                raise PlanError("--precision must be a positive number of percentage points, e.g. 1")
             if "host" not in self.networks or len(self.networks) < 2:
                 raise PlanError("--precision bounds each network's interval against host: give host "
                                 "and at least one other network in --networks")
