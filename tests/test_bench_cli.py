@@ -31,8 +31,8 @@ def outputs_doc(**changes) -> dict:
     return doc
 
 
-def bench(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def bench(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=120)
 
@@ -174,7 +174,7 @@ def test_invalid_outputs(tmp_path, change, message):
 
 def test_resume_of_a_directory_that_is_no_session(tmp_path, outputs_file):
     res = bench("--outputs", str(outputs_file), "--resume", str(tmp_path))
-    assert res.returncode == 1
+    assert res.returncode == 2
     assert res.stderr.strip() == f"bench: {tmp_path} is not a results session (no metadata.json)"
 
 
