@@ -83,11 +83,12 @@ def run_analysis(args) -> int:
         problems = [p for s in sessions for p in s.problems]
         for problem in problems:
             print(problem, file=sys.stderr)
+        out = Path(args.out) if args.out else default_out(sessions)
+        report.prepare_out(out)  # an output that cannot be written fails here, before any work
         setups = load.assign_setups(sessions, args.merge)
         runs = load.runs_table(setups)
         providers = {label: members[0].metadata["stack_outputs"]["provider"] for label, members in setups.items()}
         summary = tbl.summarize(runs, providers, load.node_mtus(setups), precision.targets(setups))
-        out = Path(args.out) if args.out else default_out(sessions)
         written = report.write(out, setups, runs, summary, problems, pool)
     notes = tbl.Footnotes()
     print_table(tbl.terminal_table(summary, notes), notes.lines(), args.plain)

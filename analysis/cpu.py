@@ -126,7 +126,8 @@ def _num(value, digits: int = 2) -> str:
 
 NOTES = """\
 CPU is read from each node's kernel counters (/proc/stat) at the start of a run's measured
-window (after the warm-up) and a tenth of a second before its end: user, system, softirq (the
+window (after the warm-up) and a tenth of a second before its end (three quarters of the
+way through when that sample came too late): user, system, softirq (the
 kernel's packet processing, where VXLAN's encapsulation happens) and irq time, in cores (CPU
 seconds per second), divided by the throughput in Gbit/s, shown in percent of a core per
 Gbit/s (1 % of a core per Gbit/s = 0.01 cores per Gbit/s). Where both ends run on one kernel

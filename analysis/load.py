@@ -22,15 +22,8 @@ from bench import results_format as fmt
 RUN_COLUMNS = fmt.RUN_FIELDS[1:]
 
 
-@dataclass(frozen=True)
-class LineProblem:
-    """A runs.jsonl line that was skipped, with where it is and why."""
-    path: str
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line}: skipped: {self.reason}"
+# A runs.jsonl line that was skipped, with where it is and why.
+LineProblem = fmt.DamagedLine
 
 
 @dataclass
@@ -99,25 +92,15 @@ def resolve(paths: list[str], default_root: str = "results") -> list[tuple[Path,
 def read_metadata(path: Path, shown: str) -> dict[str, Any]:
     meta_path = f"{shown}/metadata.json"
     try:
-        metadata = json.loads((path / "metadata.json").read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AnalysisError(f"cannot read {meta_path}: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise AnalysisError(f"{meta_path} is not JSON ({exc}): the session is damaged; "
-                            "re-run `python -m bench` or leave this session out") from None
-    if not isinstance(metadata, dict):
-        raise AnalysisError(f"{meta_path} is not a JSON object")
-    version = metadata.get("format_version")
-    if version not in fmt.READABLE_VERSIONS:
-        raise AnalysisError(f"{meta_path} has format_version {version!r}; this analysis reads "
-                            f"version {fmt.readable_versions_text()}: use the overlay-bench that wrote it")
-    outputs = metadata.get("stack_outputs")
-    if not isinstance(outputs, dict) or not outputs.get("provider"):
-        raise AnalysisError(f"{meta_path} lacks stack_outputs.provider: it does not follow "
-                            "docs/results-format.md")
-    if not isinstance(metadata.get("nodes", {}), dict):
-        raise AnalysisError(f"{meta_path}: nodes must be an object keyed by node name")
-    return metadata
+        return fmt.parse_metadata((path / "metadata.json").read_bytes())
+    except OSError as exc:
+        raise AnalysisError(f"cannot read {meta_path}: {exc.strerror or exc}") from None
+    except fmt.UnreadableVersion as exc:
+        raise AnalysisError(f"{meta_path} has format_version {exc.version!r}; this analysis reads "
+                            f"version {fmt.readable_versions_text()}: use the overlay-bench that wrote it") from None
+    except fmt.FormatError as exc:
+        raise AnalysisError(f"{meta_path}: {exc} (see docs/results-format.md): the session is "
+                            "damaged; leave it out or repair the file") from None
 
 
 # A runs.jsonl larger than this is parsed half here, half in a worker process (JSON decoding
@@ -137,13 +120,15 @@ def read_runs(path: Path, shown: str, pool=None) -> tuple[pd.DataFrame, list[Lin
             data = handle.read()
     except FileNotFoundError:
         return _frame([]), []
+    except OSError as exc:
+        raise AnalysisError(f"cannot read {runs_path}: {exc.strerror or exc}") from None
     mid = data.find(b"\n", len(data) // 2) if len(data) > PARALLEL_BYTES and pool is not None else -1
     if mid == -1:
-        frame, problems = parse_lines(_text(data), 1, runs_path)
+        frame, problems = parse_lines(data, 1, runs_path)
     else:
         # The worker reads its half from the file itself: nothing large goes through a pipe.
         second = pool.submit(_parse_file_part, str(file), mid + 1, data.count(b"\n", 0, mid + 1) + 1, runs_path)
-        frame, problems = parse_lines(_text(data[:mid + 1]), 1, runs_path)
+        frame, problems = parse_lines(data[:mid + 1], 1, runs_path)
         frame_2, problems_2 = second.result()
         frame = pd.concat([frame, frame_2], ignore_index=True)
         problems += problems_2
@@ -151,26 +136,45 @@ def read_runs(path: Path, shown: str, pool=None) -> tuple[pd.DataFrame, list[Lin
     return frame, problems
 
 
-def _text(data: bytes) -> str:
-    return data.decode("utf-8", errors="replace")
+def _text(data: bytes, first_line: int, runs_path: str) -> tuple[str, list[LineProblem]]:
+    """The text of `data`; a line that is not UTF-8 is reported and read as blank (skipped)."""
+    try:
+        return data.decode("utf-8"), []
+    except UnicodeDecodeError:
+        pass
+    lines, problems = [], []
+    for lineno, raw in enumerate(data.split(b"\n"), first_line):
+        try:
+            lines.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            try:
+                fmt.parse_run_line(raw)
+            except fmt.FormatError as exc:
+                problems.append(LineProblem(runs_path, lineno, str(exc)))
+            lines.append("")
+    return "\n".join(lines), problems
 
 
 def _parse_file_part(file: str, offset: int, first_line: int, runs_path: str):
     with open(file, "rb") as handle:
         handle.seek(offset)
-        return parse_lines(_text(handle.read()), first_line, runs_path)
+        return parse_lines(handle.read(), first_line, runs_path)
 
 
-def parse_lines(text: str, first_line: int, runs_path: str) -> tuple[pd.DataFrame, list[LineProblem]]:
-    """Runs from JSON lines (the first numbered `first_line`), and the lines skipped."""
-    problems: list[LineProblem] = []
+def parse_lines(data: bytes, first_line: int, runs_path: str) -> tuple[pd.DataFrame, list[LineProblem]]:
+    """Runs from JSON lines (the first numbered `first_line`), and the lines skipped.
+
+    A line is a run when it passes bench/results_format.py's checks (`run_problem`), applied
+    here column by column on the whole file at once: parsing is the only per-line cost.
+    """
+    text, problems = _text(data, first_line, runs_path)
     body = text.rstrip("\n")
     parsed = None
     if body and "\n\n" not in body:
         # Fast path: all lines in one call of the C parser. Anything unusual (a damaged or
         # blank line, two objects on one line) falls back to line by line, which says where.
         try:
-            parsed = json.loads("[" + body.replace("\n", ",") + "]")
+            parsed = fmt.loads("[" + body.replace("\n", ",") + "]")
         except ValueError:
             parsed = None
         if parsed is not None and (len(parsed) != body.count("\n") + 1
@@ -191,44 +195,81 @@ def parse_lines(text: str, first_line: int, runs_path: str) -> tuple[pd.DataFram
             lines.append(lineno)
     frame = _frame(records)
     frame["line"] = np.asarray(lines, dtype=int)
-    # Field checks are vectorised: parsing is the only per-line cost.
+    try:
+        reasons = _problems(frame)
+    except TypeError:
+        # A value pandas cannot hash or compare (a list where a name should be): the checks
+        # one record at a time, which are the same.
+        reasons = np.array([fmt.run_problem(rec) for rec in records], dtype=object)
+    bad = pd.notna(reasons)
+    if bad.any():
+        for line, reason in zip(frame["line"].to_numpy()[bad], reasons[bad]):
+            problems.append(LineProblem(runs_path, int(line), reason))
+        frame = frame[~bad].reset_index(drop=True)
+    for column in fmt.NUMERIC_FIELDS:
+        frame[column] = _numbers(frame[column])
+    frame["streams"] = frame["streams"].astype(int)
+    return frame.drop(columns=["format_version"]), problems
+
+
+def _problems(frame: pd.DataFrame) -> np.ndarray:
+    """Each row's reason for not being a valid run (None when it is one): the checks of
+    fmt.run_problem, in its order, column by column (the first reason found is the one told)."""
     reasons = np.full(len(frame), None, dtype=object)
     bad = np.zeros(len(frame), dtype=bool)
 
     def flag(wrong, reason: str) -> None:
-        wrong = np.asarray(wrong, dtype=bool) & ~bad  # the first reason found is the one told
+        wrong = np.asarray(wrong, dtype=bool) & ~bad
         reasons[wrong] = reason
         bad[wrong] = True
+
+    def is_type(values: pd.Series, kind: type) -> np.ndarray:
+        return values.map(lambda v: isinstance(v, kind)).to_numpy(dtype=bool)
 
     for key in sorted(fmt.REQUIRED_FIELDS):
         flag(frame[key].isna(), f"missing {key}")
     version = frame["format_version"].astype(object)  # Python ints: messages show 2, not np.int64(2)
-    for value in version[~version.isin(fmt.READABLE_VERSIONS) & version.notna()].unique():
-        flag(version == value, f"format_version {value!r}, expected {fmt.readable_versions_text()}")
+    wrong_version = ~version.isin(fmt.READABLE_VERSIONS) & version.notna()
+    if frame["format_version"].dtype == object:
+        wrong_version |= is_type(version, bool)  # True == 1, yet no version
+    if wrong_version.any():
+        shown = version.map(repr)
+        for value in shown[wrong_version & ~bad].unique():
+            flag(wrong_version & (shown == value), f"format_version {value}, expected {fmt.readable_versions_text()}")
     for column, allowed in fmt.ENUM_FIELDS.items():
         flag(~frame[column].isin(allowed), f"{column} is not one of {', '.join(allowed)}")
     for column, allowed in fmt.OPTIONAL_ENUM_FIELDS.items():
         flag(frame[column].notna() & ~frame[column].isin(allowed),
              f"{column} is not one of {', '.join(allowed)} (or null)")
+    for column in fmt.STRING_FIELDS:
+        values = frame[column]
+        if pd.api.types.infer_dtype(values, skipna=True) != "string":
+            flag(~is_type(values, str) & values.notna(), f"{column} is not a string")
     for column in fmt.NUMERIC_FIELDS:
-        original = frame[column]
-        # JSON true/false would pass as 1/0: a boolean is not a measurement.
-        if original.dtype.kind == "b":
-            original = original.astype(object).where(original.isna(), "bool")
-        elif original.dtype == object and pd.api.types.infer_dtype(original, skipna=True) not in (
-                "floating", "integer", "mixed-integer-float", "empty"):
-            original = original.where(~original.map(lambda v: isinstance(v, bool)), "bool")
-        numeric = pd.to_numeric(original, errors="coerce")
-        flag(original.notna() & numeric.isna(), f"{column} is not a number")
-        frame[column] = numeric.astype(float)
-    for column in ("streams", "duration_s"):
-        flag(~(frame[column] > 0), f"{column} must be a positive number")
-    if bad.any():
-        for line, reason in zip(frame["line"].to_numpy()[bad], reasons[bad]):
-            problems.append(LineProblem(runs_path, int(line), reason))
-        frame = frame[~bad].reset_index(drop=True)
-    frame["streams"] = frame["streams"].astype(int)
-    return frame.drop(columns=["format_version"]), problems
+        values = frame[column]
+        if values.dtype.kind in "iuf":
+            # Plain numbers (null read as NaN): only range left to check.
+            flag(np.isinf(values), f"{column} is not a finite number")
+            flag(values < 0, f"{column} is negative")
+            continue
+        # Anything else (a boolean, a string, NaN or Infinity as written): value by value.
+        present = values.astype(object)
+        present = present[present.notna()]
+        found = present.map(fmt.number_problem)
+        for problem in found.dropna().unique():
+            wrong = np.zeros(len(frame), dtype=bool)
+            wrong[found.index[(found == problem).to_numpy()]] = True
+            flag(wrong, f"{column} {problem}")
+    for column in fmt.POSITIVE_FIELDS:
+        flag(~(_numbers(frame[column]) > 0), f"{column} must be a positive number")
+    return reasons
+
+
+def _numbers(values: pd.Series) -> pd.Series:
+    """A column as floats (null and anything that is not a number as NaN)."""
+    if values.dtype.kind in "iuf":
+        return values.astype(float)
+    return pd.to_numeric(values.astype(object), errors="coerce").astype(float)
 
 
 def _frame(records: list[dict[str, Any]]) -> pd.DataFrame:

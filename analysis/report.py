@@ -8,7 +8,9 @@ never clobber something else.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -285,10 +287,25 @@ def check_out(out: Path) -> None:
                             "choose a new or empty directory")
 
 
+@contextlib.contextmanager
+def writing(out: Path) -> Iterator[None]:
+    """A file of the output that cannot be written (a file in the way, a read-only or full
+    disk) is one line naming it."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None:
+            raise  # not a file of ours: a bug, with its traceback
+        raise AnalysisError(f"cannot write {exc.filename}: {exc.strerror or exc}; give --out a "
+                            "directory that can be written") from None
+
+
 def prepare_out(out: Path) -> None:
+    """The output directory, made and marked as the analysis's; checked before any work."""
     check_out(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MARKER).write_text("Derived files written by `python -m analysis`; rewritten on each run.\n")
+    with writing(out):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / MARKER).write_text("Derived files written by `python -m analysis`; rewritten on each run.\n")
 
 
 # What the plots read of the runs: numbers and categories, a few MB to send to a worker.
@@ -318,17 +335,19 @@ def write(out: Path, setups, runs: pd.DataFrame, summary: pd.DataFrame,
     slim = runs[PLOT_COLUMNS].astype({"network": "category", "status": "category"})
     names = list(PLOT_TITLES)
     drawing = pool.draw(names, summary, slim)  # while this process writes the CSV files
-    runs.drop(columns=["row"]).to_csv(out / "runs.csv", index=False)
-    summary.to_csv(out / "summary.csv", index=False, float_format="%.6g")
+    with writing(out):
+        runs.drop(columns=["row"]).to_csv(out / "runs.csv", index=False)
+        summary.to_csv(out / "summary.csv", index=False, float_format="%.6g")
     plots = {name: (PLOT_TITLES[name], png) for name, png in zip(names, drawing.result())}
     written = ["runs.csv", "summary.csv"]
-    for name, (_, png) in plots.items():
-        if png:
-            (out / name).write_bytes(png)
-            written.append(name)
-        else:
-            (out / name).unlink(missing_ok=True)  # a stale plot from an earlier analysis
     blocks = report_blocks(setups, runs, summary, plots, problems)
-    (out / "report.md").write_text(render_markdown(blocks))
-    (out / "report.html").write_text(render_html(blocks))
+    with writing(out):
+        for name, (_, png) in plots.items():
+            if png:
+                (out / name).write_bytes(png)
+                written.append(name)
+            else:
+                (out / name).unlink(missing_ok=True)  # a stale plot from an earlier analysis
+        (out / "report.md").write_text(render_markdown(blocks))
+        (out / "report.html").write_text(render_html(blocks))
     return ["report.md", "report.html", *written]

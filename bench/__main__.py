@@ -6,6 +6,7 @@ containers pinned to the nodes, and stores each run as it completes under --resu
 from __future__ import annotations
 
 import argparse
+import contextlib
 import random
 import sys
 from pathlib import Path
@@ -13,12 +14,12 @@ from typing import Any
 
 from bench import image as bench_image
 from bench import plan as bench_plan
+from bench import ports, store
 from bench import stack as bench_stack
-from bench import store
 from bench.plan import PlanError
 from bench.progress import Progress
 from bench.session import Session, check_resumable, static_skip
-from common.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, UserError
+from common.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_USAGE, UserError
 
 
 def _csv(kind):
@@ -35,8 +36,15 @@ MATRIX_OPTIONS = ("networks", "tools", "protocols", "streams", "directions", "ru
                   "warmup_s", "pairs", "udp_target_mbps", "port_base", "precision_points", "max_runs")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake told in one line (its usage block is for --help)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"bench: {message} (see python -m bench --help)\n")
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m bench", description=__doc__.splitlines()[0])
     src = p.add_argument_group("input")
     src.add_argument("--stack", metavar="NAME", help="read the outputs of this Pulumi stack")
     src.add_argument("--outputs", metavar="FILE", help="read the outputs document from a file")
@@ -62,7 +70,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     m.add_argument("--shuffle", action="store_true", help="shuffle the cases within each round")
     m.add_argument("--seed", type=int, help="shuffle seed (recorded; random when not given)")
     m.add_argument("--port-base", dest="port_base", type=int,
-                   help="first server port (default 5201; one port per server, one server per case)")
+                   help=f"first server port (default {ports.DEFAULT_BASE}; one port per server, one server "
+                        f"per case, inside the {ports.OPEN[0]}-{ports.OPEN[1]} the stacks' firewalls open)")
     m.add_argument("--precision", dest="precision_points", type=float, metavar="PCT",
                    help="add rounds until every network's 95%% interval against host has a half-width "
                    f"of at most PCT percentage points (--runs: the rounds before the first check, "
@@ -129,24 +138,47 @@ def dry_run(plan: bench_plan.Plan, outputs: dict[str, Any], done: set[str], out=
     out(f"server ports {min(ports.values())}-{max(ports.values())}: one per network, tool, protocol and node pair")
 
 
+def _resumed(resume: Path, args: argparse.Namespace, held: contextlib.ExitStack) -> tuple[
+        dict[str, Any], bench_plan.Plan, set[str]]:
+    """A session to resume, checked as a dry run checks it: its metadata, its plan, and which
+    runs are done. Unless this is a dry run, this process becomes the session's one writer
+    first (`held` keeps the lock): another process running it is refused at once."""
+    meta = store.read_metadata(resume)
+    check_resumable(meta, resume)
+    try:
+        plan = bench_plan.Plan.from_json(meta["plan"])
+    except (PlanError, TypeError, ValueError) as exc:
+        raise store.SessionInputError(f"{resume / 'metadata.json'}: plan is not one this bench can run "
+                                      f"({exc}): start a new session") from None
+    if _matrix_given(args) and _plan_from_args(args).to_json() != plan.to_json():
+        raise PlanError(f"--resume {resume} runs the plan stored there: drop the matrix options")
+    bench_stack.validate(meta["stack_outputs"], source=f"{resume / 'metadata.json'}: stack_outputs")
+    if not args.dry_run:
+        held.enter_context(store.writer(resume))
+    runs, damaged = store.read_runs(resume)
+    for line in damaged:
+        print(f"bench: {line}", file=sys.stderr)
+    if damaged:
+        print(f"bench: {len(damaged)} damaged line(s) of {resume / 'runs.jsonl'} left in place; their "
+              "runs count as not done", file=sys.stderr)
+    return meta, plan, store.done_ids(runs)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    held = contextlib.ExitStack()  # a resumed session's lock, until its summary
     try:
-        meta = None
+        meta, done = None, set()
         resume = Path(args.resume) if args.resume else None
         if resume is not None:
-            meta = store.read_metadata(resume)
-            check_resumable(meta, resume)
-            plan = bench_plan.Plan.from_json(meta["plan"])
-            if _matrix_given(args) and _plan_from_args(args).to_json() != plan.to_json():
-                raise PlanError(f"--resume {resume} runs the plan stored there: drop the matrix options")
+            meta, plan, done = _resumed(resume, args, held)
         else:
             plan = _plan_from_args(args)
         outputs = _outputs(args, meta)
         bench_plan.node_pairs([n["name"] for n in outputs["nodes"]], plan.pairs)
         if args.dry_run:
-            dry_run(plan, outputs, store.done_run_ids(resume) if resume else set())
+            dry_run(plan, outputs, done)
             return 0
         image_name = args.image or (meta["image"]["name"] if meta else bench_image.IMAGE_NAME)
         session = Session(outputs, plan, Path(args.results), image_name=image_name,
@@ -160,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted before any run; nothing was measured", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        held.close()
     for line in summary.lines():
         print(line)
     if summary.interrupted:

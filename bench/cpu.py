@@ -45,6 +45,11 @@ IDLE_BASELINE_S = 1.0
 # The last sample is read this long before the tool's window ends, so that it always falls
 # while the traffic still flows (an exec takes 20-60 ms to read; the figure is a rate).
 END_MARGIN_S = 0.1
+# A second end sample, this far into the window, is used when the last one is not in hand
+# before the tool ends (a machine busy with other jobs delays a read by 100 ms and more): the
+# run keeps a figure over most of its window instead of none. It costs one read (about 5 ms
+# of CPU) inside the window.
+FALLBACK_END_FRACTION = 0.75
 # Ticks per second of /proc/stat (USER_HZ, 100 on Linux), for the window's length only.
 USER_HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
@@ -119,14 +124,18 @@ def run_fields(used: dict[str, dict[str, float]], server_kernel: str, client_ker
 
 
 class Window:
-    """The two samples of one run: at the start and near the end of the tool's measured window."""
+    """The samples of one run: at the start and near the end of the tool's measured window,
+    and one at FALLBACK_END_FRACTION of it in case the last comes too late."""
 
     def __init__(self, samplers: Samplers, kernels: list[str], start_at: float, end_at: float):
         self._samplers = samplers
         self._kernels = kernels
         self._cancel = threading.Event()
         self._start = samplers._timers.submit(self._sample_at, start_at)
-        self._end = samplers._timers.submit(self._sample_at, end_at)
+        fallback_at = start_at + FALLBACK_END_FRACTION * (end_at - start_at)
+        # The last end sample first: used whenever it is in time.
+        self._ends = [samplers._timers.submit(self._sample_at, end_at),
+                      samplers._timers.submit(self._sample_at, fallback_at)]
 
     def _sample_at(self, when: float) -> tuple[dict[str, Counters], float] | None:
         """The sample, and when it was in hand (monotonic clock)."""
@@ -138,16 +147,21 @@ class Window:
             return None
 
     def used(self, tool_ended_at: float) -> dict[str, dict[str, float]] | None:
-        """Each kernel's usage over the window; None when a sample could not be read, or the
-        last one came after the tool had ended (a machine too busy to read it in time: the
-        window would hold idle time)."""
-        before, after = self._start.result(), self._end.result()
-        if not before or not after or after[1] > tool_ended_at:
+        """Each kernel's usage from the start sample to the last end sample in hand before
+        the tool ended (a later one may have been read after the traffic stopped: its window
+        would hold idle time); None when no such pair could be read."""
+        before = self._start.result()
+        if not before:
             return None
-        try:
-            return {k: usage(before[0][k], after[0][k]) for k in self._kernels}
-        except CpuError:
-            return None
+        for end in self._ends:
+            after = end.result()
+            if not after or after[1] > tool_ended_at:
+                continue
+            try:
+                return {k: usage(before[0][k], after[0][k]) for k in self._kernels}
+            except CpuError:
+                return None
+        return None
 
     def cancel(self) -> None:
         """The run ended early (failed): the samples still due are not taken."""
@@ -176,7 +190,7 @@ class Samplers:
         self.idle: dict[str, dict[str, float]] = {}  # boot_id -> usage with nothing running
         self._broken: set[str] = set()  # nodes whose sampler stopped answering
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=8)  # reads
-        self._timers = concurrent.futures.ThreadPoolExecutor(max_workers=2)  # a window's two samples
+        self._timers = concurrent.futures.ThreadPoolExecutor(max_workers=3)  # a window's three samples
 
     # ------------------------------------------------------------------ set-up
     def start(self) -> None:

@@ -6,6 +6,7 @@ import contextlib
 import ipaddress
 import os
 import re
+import secrets
 import socket
 import ssl
 import threading
@@ -15,9 +16,10 @@ from typing import Any, TypeVar
 import docker
 import docker.api.client
 import docker.errors
+import paramiko
 import requests.adapters
 import requests.exceptions
-from docker.transport.sshconn import SSHHTTPAdapter
+from docker.transport.sshconn import SSHConnection, SSHConnectionPool, SSHHTTPAdapter
 
 from bench import image as bench_image
 from bench import tools
@@ -28,6 +30,16 @@ from common.polling import poll, retry
 # waits for a run pass their own timeouts).
 API_TIMEOUT_S = 30
 LABEL_SESSION = "overlay-bench.session"
+# Which process made a container: each bench process removes only its own (two processes may
+# share a session name: a new session and another of the same stack started in the same
+# second, until the second one's directory gets its suffix).
+LABEL_PROCESS = "overlay-bench.process"
+PROCESS_TOKEN = f"{os.getpid()}-{secrets.token_hex(6)}"
+
+
+def labels(session: str, **more: str) -> dict[str, str]:
+    """The labels of everything a bench process creates: its session and this process."""
+    return {LABEL_SESSION: session, LABEL_PROCESS: PROCESS_TOKEN, **more}
 
 T = TypeVar("T")
 
@@ -115,11 +127,23 @@ def with_store_retries(fn: Callable[[], T]) -> T:
     return retry(fn, tries=STORE_TRIES, delay_s=STORE_RETRY_DELAY_S, again_on=store_hiccup)
 
 
+# HTTP connections to one engine over its one SSH connection: each is an SSH session
+# (channel) running `docker system dial-stdio`, and sshd allows MaxSessions of them per
+# connection (10 by default; one more is refused: "ChannelException: Connect failed").
+SSH_SESSIONS = 8
+SSH_SESSION_TRIES = 25
+SSH_SESSION_RETRY_S = 0.2
+
+
 class _KeyedSSHAdapter(SSHHTTPAdapter):
-    """The SDK's paramiko adapter, with the outputs' `ssh_key_path` as the identity.
+    """The SDK's paramiko adapter, with the outputs' `ssh_key_path` as the identity, and
+    never more than SSH_SESSIONS sessions open.
 
     The SDK takes the identity only from ~/.ssh/config; the outputs name the key file, so
     it is set here, after the SDK read the config (host key checks stay as the SDK does them).
+    The SDK keeps a pool of connections per request URL, each keeping its sessions open,
+    so a bench session soon passes sshd's limit: here every request shares one pool, which
+    makes a request wait for a free session instead.
     """
 
     key_filename: str | None = None
@@ -128,6 +152,47 @@ class _KeyedSSHAdapter(SSHHTTPAdapter):
         super()._create_paramiko_client(base_url)
         if self.key_filename:
             self.ssh_params["key_filename"] = self.key_filename
+
+    def _connect(self):
+        super()._connect()
+        # Requests and answers are small and go back and forth: without TCP_NODELAY, Nagle's
+        # algorithm against the server's delayed ACKs holds each for up to 40 ms (seen: an
+        # exec took 0.22 s over SSH, 0.08 s with it, as on a unix socket).
+        transport = self.ssh_client.get_transport() if self.ssh_client else None
+        if transport is not None and isinstance(transport.sock, socket.socket):
+            transport.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def get_connection(self, url, proxies=None):
+        with self.pools.lock:
+            pool = self.pools.get("ssh")
+            if pool is None:
+                if self.ssh_client and not self.ssh_client.get_transport():  # reconnect, as the SDK does
+                    self._connect()
+                pool = _SessionPool(ssh_client=self.ssh_client, timeout=self.timeout,
+                                    maxsize=self.max_pool_size, host=self.ssh_host)
+                self.pools["ssh"] = pool
+        return pool
+
+
+class _SessionConnection(SSHConnection):
+    """A session that sshd refused for being one too many is asked for again: a closed
+    session counts until its `docker system dial-stdio` has exited, so a burst of requests
+    on new sessions (each exec takes one) can pass MaxSessions for a moment."""
+
+    def connect(self):
+        retry(super().connect, tries=SSH_SESSION_TRIES, delay_s=SSH_SESSION_RETRY_S,
+              again_on=lambda exc: isinstance(exc, paramiko.ChannelException))
+
+
+class _SessionPool(SSHConnectionPool):
+    """One pool for every request to the engine; a request waits for a free session."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.block = True
+
+    def _new_conn(self):
+        return _SessionConnection(self.ssh_transport, self.timeout, self.ssh_host)
 
 
 _SSH_LOCK = threading.Lock()
@@ -213,6 +278,7 @@ def connect(node: dict[str, Any], timeout_s: float = API_TIMEOUT_S) -> docker.Do
         if context is not None:
             return _TLSDockerClient(ssl_context=context, **kwargs)
         if url.startswith("ssh://"):
+            kwargs["max_pool_size"] = SSH_SESSIONS
             with _SSH_LOCK:
                 # The SDK builds its adapter inside APIClient(); swap in the keyed one there.
                 _KeyedSSHAdapter.key_filename = node.get("ssh_key_path")
@@ -252,7 +318,7 @@ def run_in(client: docker.DockerClient, image: str, command: list[str], *, sessi
            timeout_s: float = API_TIMEOUT_S, **kwargs: Any) -> str:
     """Run a short command in a labelled container, return its stdout; always removes it."""
     ctr = client.containers.run(image, command, detach=True,
-                                labels={LABEL_SESSION: session, "overlay-bench.role": "probe"}, **kwargs)
+                                labels=labels(session, **{"overlay-bench.role": "probe"}), **kwargs)
     try:
         result = ctr.wait(timeout=timeout_s)
         out = ctr.logs(stdout=True, stderr=True).decode(errors="replace")
@@ -349,22 +415,31 @@ def node_facts(client: docker.DockerClient, node: dict[str, Any], image: str, ov
 _VERSIONS_SCRIPT = tools.versions_command()
 
 
+def remove_own_containers(clients: dict[str, docker.DockerClient], timeout_s: float = 10) -> list[str]:
+    """Remove every container this process made (whichever session name it carries: a new
+    session's name can get a suffix after its node facts were read), on every engine that
+    still answers. Returns the nodes that could not be cleaned (engine gone)."""
+    return _remove_labelled(clients, f"{LABEL_PROCESS}={PROCESS_TOKEN}", timeout_s)
+
+
 def remove_session_containers(clients: dict[str, docker.DockerClient], session: str,
                               timeout_s: float = 10) -> list[str]:
-    """Remove every container of the session on every engine that still answers.
+    """Remove every container of `session`, whichever process made it. Only the session's
+    one writer may (store.writer says no other process runs it): what is left is what
+    processes that no longer run left behind."""
+    return _remove_labelled(clients, f"{LABEL_SESSION}={session}", timeout_s)
 
-    Returns the nodes that could not be cleaned (engine gone)."""
+
+def _remove_labelled(clients: dict[str, docker.DockerClient], label: str, timeout_s: float) -> list[str]:
     unreachable = []
 
     def clean(name: str, client: docker.DockerClient) -> None:
-        label = {"label": f"{LABEL_SESSION}={session}"}
-
         def remove(ctr) -> None:
             with contextlib.suppress(docker.errors.APIError):
                 ctr.remove(force=True)
 
         def none_left() -> bool:
-            ctrs = client.containers.list(all=True, sparse=True, filters=label)
+            ctrs = client.containers.list(all=True, sparse=True, filters={"label": label})
             # All at once: a session keeps a few containers up on each node (servers, clients,
             # its CPU sampler), and each removal waits for its process to end.
             with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(8, len(ctrs)))) as pool:

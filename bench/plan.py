@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import random
 from collections.abc import Iterator
 from typing import Any
 
-from bench import tools
+from bench import ports, tools
 from bench.results_format import DIRECTIONS, NETWORKS, PROTOCOLS, TOOLS
 from common.errors import UsageError
 
@@ -50,7 +51,7 @@ class Plan:
     udp_target_mbps: float = 500
     shuffle: bool = False
     seed: int | None = None
-    port_base: int = 5201
+    port_base: int = ports.DEFAULT_BASE
     # Precision on demand: rounds are added after `runs` until every network's interval
     # against host has a half-width of at most `precision_points` percentage points, or
     # `max_runs` rounds are done (bench/precision.py). None: exactly `runs` rounds.
@@ -79,13 +80,14 @@ class Plan:
             raise PlanError(f"--pairs: choose from {', '.join(PAIRS)}")
         if self.udp_target_mbps <= 0:
             raise PlanError("--udp-rate must be positive (Mbit/s)")
-        if not 1024 <= self.port_base <= 65000:
-            raise PlanError("--port-base must be between 1024 and 65000")
+        problem = ports.base_problem(self.port_base)
+        if problem:
+            raise PlanError(problem)
         if self.max_runs is not None and self.precision_points is None:
             raise PlanError("--max-runs only makes sense with --precision")
         if self.precision_points is not None:
-            if not self.precision_points > 0:
-                raise PlanError("--precision must be a positive number of percentage points")
+            if not (math.isfinite(self.precision_points) and self.precision_points > 0):
+                raise PlanError("--precision must be a positive number of percentage points, e.g. 1")
             if "host" not in self.networks or len(self.networks) < 2:
                 raise PlanError("--precision bounds each network's interval against host: give host "
                                 "and at least one other network in --networks")
@@ -217,19 +219,13 @@ def server_key(case: Case) -> ServerKey:
     return (case.network, case.tool, case.protocol, case.server_node, case.client_node)
 
 
-def server_port(port_base: int, server_index: int) -> int:
-    """The port of the session's `server_index`-th server (0-based): the one place a port is chosen."""
-    return port_base + server_index
-
-
 def server_ports(plan: Plan, all_cases: list[Case]) -> dict[ServerKey, int]:
-    """Each server of the plan and its port, in the order of the cases."""
+    """Each server of the plan and its port (bench/ports.py), in the order of the cases."""
     keys = list(dict.fromkeys(server_key(c) for c in all_cases))
-    last = server_port(plan.port_base, len(keys) - 1) if keys else plan.port_base
-    if last > 65535:
-        raise PlanError(f"--port-base {plan.port_base}: the plan needs {len(keys)} server ports, up to "
-                        f"{last}; give a --port-base of at most {65535 - len(keys) + 1}")
-    return {key: server_port(plan.port_base, i) for i, key in enumerate(keys)}
+    problem = ports.servers_problem(plan.port_base, len(keys)) if keys else None
+    if problem:
+        raise PlanError(problem)
+    return {key: ports.server_port(plan.port_base, i) for i, key in enumerate(keys)}
 
 
 def warmup_s(plan: Plan, case: Case) -> float:

@@ -25,9 +25,9 @@ import docker.errors
 
 from bench import cpu, engines, tools
 from bench import plan as bench_plan
-from bench.engines import ENGINE_DOWN, LABEL_SESSION
+from bench.engines import ENGINE_DOWN
 from bench.plan import Case, Plan, Run, ServerKey, server_key
-from bench.results_format import CPU_FIELDS, FORMAT_VERSION, METRIC_FIELDS
+from bench.results_format import CPU_FIELDS, FORMAT_VERSION, METRIC_FIELDS, run_problem
 from bench.shell import Output, Shell, ShellError
 from bench.store import utc_now
 from bench.tools import Measurement, ToolFailure, strip_ansi
@@ -169,10 +169,10 @@ class Runner:
         return Target({"network": net}, {"network": net}, "0.0.0.0")
 
     def _labels(self, role: str, serves: str | None = None) -> dict[str, str]:
-        labels = {LABEL_SESSION: self.session, "overlay-bench.role": role}
+        more = {"overlay-bench.role": role}
         if serves:
-            labels["overlay-bench.serves"] = serves
-        return labels
+            more["overlay-bench.serves"] = serves
+        return engines.labels(self.session, **more)
 
     # ------------------------------------------------------------------ one run
     def execute(self, run: Run, skip_reason: str | None = None) -> RunResult:
@@ -203,6 +203,12 @@ class Runner:
             record.update(status="ok", reason=None, **measured.metrics, **cpu_fields)
             if measured.warmup_s is not None:
                 record["warmup_s"] = measured.warmup_s
+            problem = run_problem(record)
+            if problem:
+                # A figure the results cannot hold (NaN, negative): no measurement, and the
+                # line stays one that --resume and analysis read.
+                record.update(dict.fromkeys(METRIC_FIELDS))
+                failure = Failure(f"{case.tool} gave a value that is no measurement: {problem}")
         if failure is not None and not failure.engine_down:
             # Whatever the error said, a dead engine is the cause worth naming.
             dead = self.dead_engine(case)

@@ -25,7 +25,6 @@ from bench import cpu, engines, results_format, store, tools
 from bench import image as bench_image
 from bench import plan as bench_plan
 from bench import stack as bench_stack
-from bench.engines import LABEL_SESSION
 from bench.plan import Case, Plan, Run
 from bench.progress import Progress
 from bench.runner import Runner, RunResult
@@ -135,6 +134,7 @@ class Session:
         self.created_networks: list[tuple[str, Any]] = []
         self.samplers: cpu.Samplers | None = None
         self.runner: Runner | None = None
+        self._writer = contextlib.ExitStack()  # the new session's lock, held until the end
 
     # ------------------------------------------------------------------ steps
     def _step(self, text: str):
@@ -149,9 +149,17 @@ class Session:
             self.clients = engines.connect_all(self.outputs["nodes"])
         try:
             with sigterm_as_interrupt(), engines.answering(doing="while preparing"):
+                if self.resume_dir:
+                    # What an earlier process of this session left (killed before its cleanup):
+                    # this process is the session's one writer (bench/__main__.py took
+                    # store.writer), so none of it belongs to a process still running it.
+                    engines.remove_session_containers(self.clients, self.session_id)
                 return self._run(all_cases, ports, t0)
         finally:
-            self._cleanup()
+            try:
+                self._cleanup()
+            finally:
+                self._writer.close()
 
     def _run(self, all_cases: list[Case], ports: dict, t0: float) -> Summary:
         tarball = None
@@ -167,8 +175,9 @@ class Session:
             # gets a suffix: the cleanup finds the containers by it.
             self._started = dt.datetime.now(dt.UTC)
             self.session_id = store.session_name(self.outputs["stack"], self._started)
-        earlier = store.read_runs(self.resume_dir) if self.resume_dir else []
-        done = {r.get("run_id") for r in earlier if r.get("status") in results_format.DONE_STATUSES}
+        # Valid lines only: a damaged line's run is not done (bench/__main__.py told of it).
+        earlier = store.read_runs(self.resume_dir)[0] if self.resume_dir else []
+        done = store.done_ids(earlier)
         first = list(bench_plan.run_order(self.plan, all_cases))
         todo = [r for r in first if r.run_id not in done]
         networks = {"overlay": self.outputs["overlay_network"]}
@@ -245,7 +254,10 @@ class Session:
     def _session_dir(self) -> Path:
         if self.resume_dir:
             return self.resume_dir
-        return store.new_session_dir(self.results, self.outputs["stack"], self._started)
+        path = store.new_session_dir(self.results, self.outputs["stack"], self._started)
+        # Ours from its creation: a --resume of it while this process runs is refused.
+        self._writer.enter_context(store.writer(path))
+        return path
 
     def _node_facts(self, with_overlay: bool) -> dict[str, dict[str, Any]]:
         """Each node's facts; the overlay's MTU only when the plan measures an overlay."""
@@ -311,7 +323,7 @@ class Session:
         try:
             net = self.clients[manager].networks.create(
                 name, driver="overlay", attachable=True, options={"encrypted": "true"},
-                labels={LABEL_SESSION: self.session_id})
+                labels=engines.labels(self.session_id))
         except docker.errors.APIError as exc:
             return None, f"encrypted overlay cannot be created on this cluster: {exc.explanation or exc}"
         self.created_networks.append((manager, net))
@@ -341,8 +353,7 @@ class Session:
             self.runner.close(remove=False)  # removed below with the rest, by label
         if self.samplers is not None:
             self.samplers.close()
-        if self.session_id:
-            engines.remove_session_containers(self.clients, self.session_id)
+        engines.remove_own_containers(self.clients)
         for _node, net in self.created_networks:
             with contextlib.suppress(Exception):
                 net.remove()

@@ -9,16 +9,18 @@ run that was in flight.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import errno
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from bench import results_format as fmt
-from common.errors import UserError
+from common import locks
+from common.errors import UsageError, UserError
 
 
 class StoreError(UserError):
@@ -91,40 +93,92 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+class SessionInputError(StoreError, UsageError):
+    """A session named with --resume that cannot be read as one; the message says why."""
+
+
 def read_metadata(session: Path) -> dict[str, Any]:
+    """A session's metadata.json, checked against the results format (one line if it is not)."""
     path = session / "metadata.json"
     try:
-        doc = json.loads(path.read_text())
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise StoreError(f"{session} is not a results session (no metadata.json)") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise StoreError(f"cannot read {path}: {exc}") from None
-    if doc.get("format_version") not in fmt.READABLE_VERSIONS:
-        raise StoreError(f"{path} has format_version {doc.get('format_version')!r}; this "
-                         f"bench writes version {fmt.FORMAT_VERSION}")
-    return doc
+        raise SessionInputError(f"{session} is not a results session (no metadata.json)") from None
+    except OSError as exc:
+        raise SessionInputError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        return fmt.parse_metadata(data)
+    except fmt.UnreadableVersion as exc:
+        raise SessionInputError(f"{path} has format_version {exc.version!r}; this bench writes "
+                                f"version {fmt.FORMAT_VERSION}") from None
+    except fmt.FormatError as exc:
+        raise SessionInputError(f"{path}: {exc} (see docs/results-format.md): this session cannot "
+                                "be resumed; start a new one") from None
 
 
-def read_runs(session: Path) -> list[dict[str, Any]]:
+def read_runs(session: Path) -> tuple[list[dict[str, Any]], list[fmt.DamagedLine]]:
+    """The valid runs of runs.jsonl, and its damaged lines (bench/results_format.py's checks).
+
+    A damaged line anywhere (cut short by a crash, not UTF-8, not an object, a field missing or
+    wrong) is left where it is and its run is not done: `--resume` runs it again, and analysis,
+    which skips the same lines, counts the new one. Only a file that cannot be read at all
+    stops a resume: then nothing is known of what was done.
+    """
     path = session / "runs.jsonl"
-    if not path.exists():
-        return []
-    runs = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                runs.append(fmt.parse_run_line(line))
-            except fmt.FormatError:
-                # Only the last line can be torn (a crash mid-write); it is simply redone.
-                continue
-    return runs
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], []
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror or exc}; nothing can be known of what "
+                         "this session did, so it cannot be resumed") from None
+    runs, damaged = [], []
+    for lineno, line in enumerate(data.split(b"\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            record = fmt.parse_run_line(line)
+        except fmt.FormatError as exc:
+            damaged.append(fmt.DamagedLine(str(path), lineno, str(exc)))
+            continue
+        problem = fmt.run_problem(record)
+        if problem:
+            damaged.append(fmt.DamagedLine(str(path), lineno, problem))
+        else:
+            runs.append(record)
+    return runs, damaged
+
+
+def done_ids(runs: Iterable[dict[str, Any]]) -> set[str]:
+    """The runs done, of valid run lines: a line with status ok or skipped."""
+    return {r["run_id"] for r in runs if r["status"] in fmt.DONE_STATUSES}
 
 
 def done_run_ids(session: Path) -> set[str]:
-    return {r.get("run_id") for r in read_runs(session) if r.get("status") in fmt.DONE_STATUSES}
+    return done_ids(read_runs(session)[0])
+
+
+# Held by the one process that runs a session (a new one from its creation, a resumed one
+# from the start of `--resume`); unlinked when it is done.
+LOCK_FILE = ".bench.lock"
+
+
+class SessionBusy(StoreError):
+    """Another process runs this session."""
+
+
+@contextlib.contextmanager
+def writer(session: Path) -> Iterator[None]:
+    """This process is the one writing `session`, or SessionBusy at once (never wait)."""
+    with contextlib.ExitStack() as held:
+        try:
+            held.enter_context(locks.exclusive(session / LOCK_FILE, keep=lambda: False))
+        except locks.Busy as busy:
+            raise SessionBusy(f"session {session} is being run by {busy.holder()}: wait for it to "
+                              "finish (or stop it), then resume it") from None
+        except OSError as exc:
+            raise _os_error(exc, session / LOCK_FILE) from None
+        yield
 
 
 class RunLog:

@@ -66,7 +66,7 @@ def time_up_destroy(repeats: int) -> list[str]:
         state.mkdir()
         for name in ("Pulumi.yaml", "__main__.py", "Pulumi.local.yaml"):
             shutil.copy(REPO / name, project / name)
-        for package in ("stacks", "common"):  # the program's stacks and what they import
+        for package in ("stacks", "common", "bench"):  # the program's stacks and what they import
             shutil.copytree(REPO / package, project / package, ignore=shutil.ignore_patterns("__pycache__"))
         (project / ".venv").symlink_to(REPO / ".venv")
         env = pulumi_env({"OVERLAY_BENCH_PULUMI_STATE": str(state)})

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from stacks import classic, config, outputs
+from stacks import classic, config, firewall, outputs, remote_cluster
 from stacks.config import ConfigError, Key, StackError
 
 if TYPE_CHECKING:
@@ -65,17 +65,12 @@ SSH_ALLOWED_CIDRS = Key("sshAllowedCidrs", None,
                         "IPv4 networks SSH is open to, e.g. your address `/32`", shown="**required**")
 ALLOW_SSH_FROM_ANYWHERE = Key("allowSshFromAnywhere", False,
                               "allow `0.0.0.0/0` in `sshAllowedCidrs`")
-# Ports the benchmark's host-network servers listen on: iperf 2 (5001), iperf3 (5201),
-# sockperf (11111). Overlay traffic itself travels as VXLAN (udp 4789).
-BENCHMARK_PORTS = Key("benchmarkPorts", (5001, 5201, 11111),
-                      "ports the host-network benchmark servers use (iperf 2, iperf3, sockperf), "
-                      "open between the droplets only", shown="`[5001, 5201, 11111]`")
 TOKEN = Key("token", None, "API token: `pulumi config set --secret digitalocean:token` (it asks "
             "for the token)", shown="`DIGITALOCEAN_TOKEN` from the environment",
             namespace="digitalocean")
 KEYS = (config.OVERLAY_NETWORK, REGION, SIZE, IMAGE, NAME_PREFIX, VPC_ID, SSH_PUBLIC_KEY_PATH,
         SSH_PRIVATE_KEY_PATH, SSH_PRIVATE_KEY_PASSWORD, SSH_ALLOWED_CIDRS, ALLOW_SSH_FROM_ANYWHERE,
-        BENCHMARK_PORTS, TOKEN)
+        TOKEN)
 
 # DigitalOcean's images name the VPC interface eth1 (eth0 is public).
 PRIVATE_INTERFACE = "eth1"
@@ -119,7 +114,6 @@ class DigitalOceanSettings:
     # protected key and its passphrase), "agent" (the ssh-agent at agent_socket_path).
     ssh_login: str
     ssh_allowed_cidrs: tuple[str, ...]
-    benchmark_ports: tuple[int, ...]
     agent_socket_path: str | None = None
     ssh_private_key_password: str | None = dataclasses.field(default=None, repr=False)
 
@@ -151,7 +145,7 @@ def parse(raw: Mapping[str, Any], common: config.Common,
         vpc_id=_vpc_id(raw), ssh_public_key_path=str(public_path), ssh_public_key=public_key,
         ssh_key_fingerprint=fingerprint, ssh_private_key_path=str(private_path), ssh_login=login,
         agent_socket_path=agent, ssh_private_key_password=password,
-        ssh_allowed_cidrs=_ssh_allowed_cidrs(raw), benchmark_ports=_benchmark_ports(raw))
+        ssh_allowed_cidrs=_ssh_allowed_cidrs(raw))
 
 
 # --- the SSH key --------------------------------------------------------------------------
@@ -336,21 +330,6 @@ def _ssh_allowed_cidrs(raw: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(networks)
 
 
-def _benchmark_ports(raw: Mapping[str, Any]) -> tuple[int, ...]:
-    key = BENCHMARK_PORTS.name
-    ports = config.listing(raw, BENCHMARK_PORTS)
-    if ports is None:
-        return BENCHMARK_PORTS.default
-    try:
-        numbers = tuple(int(p) for p in ports)
-    except ValueError:
-        numbers = ()
-    if not numbers or any(not 1 <= p <= 65535 or p in (2375, 2376) for p in numbers):
-        raise ConfigError(f"config {config.NAMESPACE}:{key} {ports!r} must be ports 1-65535 "
-                          f"other than the Docker API's 2375/2376: {config.list_fix(key, '5201')}")
-    return numbers
-
-
 # --- cloud-init -----------------------------------------------------------------------------
 
 def _cloud_config(doc: dict) -> str:
@@ -488,27 +467,21 @@ def keystore_ready_command(wait_s: int = ENGINE_WAIT_S, env_file: str = KEYSTORE
     ])
 
 
-SWARM_STATE = "docker info --format '{{.Swarm.LocalNodeState}}'"
-
-
 # --- resources --------------------------------------------------------------------------------
 
-def firewall_rules(settings: DigitalOceanSettings, cluster_tag: pulumi.Input[str]):
-    """SSH from the configured networks; cluster ports only between the cluster's droplets."""
+def firewall_rules(settings: DigitalOceanSettings, mode: str, cluster_tag: pulumi.Input[str]):
+    """stacks/firewall.py's inbound rules (the ones the lab's --firewall applies), in port
+    ranges: SSH from the configured networks, the rest from the cluster's droplets only;
+    outbound open."""
     import pulumi_digitalocean as do
 
-    inbound = [do.FirewallInboundRuleArgs(protocol="tcp", port_range="22",
-                                          source_addresses=list(settings.ssh_allowed_cidrs))]
-    cluster = [("tcp", str(classic.ETCD_CLIENT_PORT)),  # KV store (classic)
-               ("tcp", "2377"),             # swarm management
-               ("tcp", "7946"), ("udp", "7946"),  # gossip (serf)
-               ("udp", "4789")]             # VXLAN data
-    for port in settings.benchmark_ports:
-        cluster += [("tcp", str(port)), ("udp", str(port))]
-    inbound += [do.FirewallInboundRuleArgs(protocol=proto, port_range=port,
-                                           source_tags=[cluster_tag])
-                for proto, port in cluster]
-    inbound.append(do.FirewallInboundRuleArgs(protocol="icmp", source_tags=[cluster_tag]))
+    def source(rule: firewall.Rule) -> dict:
+        if rule.source == firewall.OPERATOR:
+            return {"source_addresses": list(settings.ssh_allowed_cidrs)}
+        return {"source_tags": [cluster_tag]}
+
+    inbound = [do.FirewallInboundRuleArgs(protocol=rule.protocol, port_range=rule.port_range, **source(rule))
+               for rule in firewall.inbound(mode, classic.ETCD_CLIENT_PORT)]
     everywhere = ["0.0.0.0/0", "::/0"]
     outbound = [do.FirewallOutboundRuleArgs(protocol=p, port_range="1-65535",
                                             destination_addresses=everywhere)
@@ -576,7 +549,7 @@ def declare(common: config.Common, settings: DigitalOceanSettings) -> pulumi.Out
              for i in range(1, common.nodes + 1)]
     machines = ([keystore] if keystore else []) + nodes
 
-    inbound, outbound = firewall_rules(settings, tag.name)
+    inbound, outbound = firewall_rules(settings, common.mode, tag.name)
     do.Firewall("firewall", name=f"{prefix}-fw", tags=[tag.name],
                 inbound_rules=inbound, outbound_rules=outbound)
     do.Project("project", name=prefix, description=f"overlay-bench stack {common.stack}",
@@ -584,54 +557,20 @@ def declare(common: config.Common, settings: DigitalOceanSettings) -> pulumi.Out
 
     ssh = _connection(settings)
 
-    keystore_ready = None
+    keystore_ready = []
     if keystore:
-        keystore_ready = remote.Command("keystore-ready", connection=ssh(keystore),
-                                        create=keystore_ready_command())
-    ready = [keystore_ready] if keystore_ready else []
-    ready += [remote.Command(
-        f"node{i}-ready", connection=ssh(n),
-        create=(kv_ip.apply(lambda ip: engine_ready_command(classic.store_url(ip)))
-                if kv_ip is not None else engine_ready_command(None)),
-        # The engines' store check starts once the store answers.
-        opts=pulumi.ResourceOptions(depends_on=[keystore_ready] if keystore_ready else None))
-        for i, n in enumerate(nodes, start=1)]
-
-    manager = nodes[0]
-    if common.mode == "swarm":
-        init = manager.ipv4_address_private.apply(lambda ip: (
-            f"[ \"$({SWARM_STATE})\" = active ] || "
-            f"docker swarm init --advertise-addr {ip} --listen-addr {ip}:2377"))
-        swarm_init = remote.Command("swarm-init", connection=ssh(manager), create=init,
-                                    opts=pulumi.ResourceOptions(depends_on=ready))
-        token = remote.Command(
-            "swarm-token", connection=ssh(manager), create="docker swarm join-token -q worker",
-            logging=remote.Logging.NONE,
-            opts=pulumi.ResourceOptions(depends_on=[swarm_init],
-                                        additional_secret_outputs=["stdout"]))
-        joined = []
-        for i, worker in enumerate(nodes[1:], start=2):
-            join = pulumi.Output.all(manager.ipv4_address_private,
-                                     worker.ipv4_address_private).apply(lambda ips: (
-                f"read -r TOKEN; [ \"$({SWARM_STATE})\" = active ] || "
-                f"docker swarm join --token \"$TOKEN\" --advertise-addr {ips[1]} {ips[0]}:2377"))
-            joined.append(remote.Command(
-                f"node{i}-join", connection=ssh(worker), create=join,
-                stdin=pulumi.Output.secret(token.stdout.apply(lambda t: t.strip() + "\n")),
-                delete="docker swarm leave --force || true",
-                opts=pulumi.ResourceOptions(depends_on=[swarm_init])))
-        network_after, create_flags = [swarm_init] + joined, "--attachable "
-    else:
-        network_after, create_flags = ready, ""
-    net = shlex.quote(common.overlay_network)
-    # Classic mode: each engine reached its store before this runs; a failure here prints
-    # the engine's own error (docker's stderr) on every try.
-    network = remote.Command(
-        "overlay-network", connection=ssh(manager),
-        create=(f"for try in $(seq 12); do docker network inspect {net} >/dev/null 2>&1 && exit 0; "
-                f"docker network create -d overlay {create_flags}{net} && exit 0; sleep 5; done; "
-                f"exit 1"),
-        opts=pulumi.ResourceOptions(depends_on=network_after))
+        keystore_ready.append(remote.Command("keystore-ready", connection=ssh(keystore),
+                                             create=keystore_ready_command()))
+    # After boot, the same commands as on machines people already have (the ssh stack):
+    # each first waits for its droplet (cloud-init, the engine and, in classic mode, the
+    # store), and starts once the key-value droplet's etcd answers.
+    cluster = remote_cluster.declare(
+        [remote_cluster.Machine(
+            f"node{i}", n.ipv4_address, ssh(n), n.ipv4_address_private,
+            boot_check=(kv_ip.apply(lambda ip: engine_ready_command(classic.store_url(ip)))
+                        if kv_ip is not None else engine_ready_command(None)))
+         for i, n in enumerate(nodes, start=1)],
+        common.mode, common.overlay_network, common.stack, after=keystore_ready)
 
     def document(resolved: dict) -> dict:
         kv = resolved["keystore"]
@@ -649,10 +588,9 @@ def declare(common: config.Common, settings: DigitalOceanSettings) -> pulumi.Out
         nodes=pulumi.Output.all(*[pulumi.Output.all(n.ipv4_address, n.ipv4_address_private)
                                   for n in nodes]),
         keystore=kv_ip,
-        # Resolved once the network exists, so a finished `pulumi up` means a usable cluster.
-        # pulumi-command marks a remote command's stdout secret (its connection is): only
-        # the wait is wanted, and a secret here would make every exported key a secret.
-        network=pulumi.Output.unsecret(network.stdout),
+        # Resolved (not a secret) once the network exists: a finished `pulumi up` means a
+        # usable cluster.
+        network=cluster.done,
     ).apply(document)
 
 

@@ -39,6 +39,7 @@ MODULES = {
     "local": "stacks.local.stack",
     "digitalocean": "stacks.digitalocean",
     "virtualbox": "stacks.virtualbox",
+    "ssh": "stacks.ssh",
 }
 NAMES = tuple(MODULES)
 

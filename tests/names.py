@@ -39,3 +39,13 @@ def subnet() -> str:
         if not any(net.overlaps(t) for t in taken):
             return str(net)
     raise RuntimeError("no free /24 in 10.200.0.0/13 on this machine")
+
+
+def subnets(count: int) -> list[str]:
+    """`count` different subnets as subnet() gives them (a lab's and its management's)."""
+    chosen: list[str] = []
+    while len(chosen) < count:
+        net = subnet()
+        if net not in chosen:
+            chosen.append(net)
+    return chosen

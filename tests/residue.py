@@ -26,7 +26,8 @@ def _identity(path) -> tuple[int, int] | None:
 
 
 def snapshot(ignore: tuple[str, ...] = ()) -> dict[str, set[str]]:
-    """Namespaces, root links, firewall rules, mounts, engine processes, cgroups.
+    """Namespaces, root links, firewall rules, mounts, engine and sshd processes, cgroups,
+    the user's known_hosts lines.
 
     `ignore`: substrings (other labs' names) whose entries are left out, so that labs of
     concurrent test runs do not show up as our residue.
@@ -46,12 +47,19 @@ def snapshot(ignore: tuple[str, ...] = ()) -> dict[str, set[str]]:
             # Another lab's process may name none of its paths (iperf3 in its namespace, a
             # container): its namespace and cgroup say whose it is.
             whose = f"{cgroups} netns={netns_names.get(_identity(entry / 'ns' / 'net'), '')}"
-            if any(word in cmd.split(" ")[0] for word in ENGINE_WORDS) \
-                    and not any(word in whose for word in ignore):
+            # The lab's sshd names its configuration under the lab's run directory.
+            ours = any(word in cmd.split(" ")[0] for word in ENGINE_WORDS) or (
+                cmd.split(" ")[0].endswith("sshd") and "/overlay-bench/" in cmd)
+            if ours and not any(word in whose for word in ignore):
                 procs.add(f"{entry.name} {cmd.strip()}")
     mounts = {line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()}
     cgroups = {str(p) for p in Path("/sys/fs/cgroup").glob("*/overlay-bench*")}
+    try:  # host keys the lab adds for --access ssh (each line ends with the lab's mark)
+        known_hosts = set((Path.home() / ".ssh" / "known_hosts").read_text().splitlines())
+    except OSError:
+        known_hosts = set()
     snap = {
+        "known_hosts": known_hosts,
         "namespaces": namespaces,
         "links": links,
         "iptables": set(_lines("iptables-save", "-t", "filter")) | set(_lines("iptables-save", "-t", "nat")),

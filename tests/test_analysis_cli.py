@@ -273,7 +273,7 @@ def test_default_is_latest_session_in_results(tmp_path):
     ("no-runs", ["results"], "analysis: no results: no readable run in results/20261126-130501-lab; run `python -m bench` (or pass a session that has runs)"),
     ("all-damaged", ["results"], "analysis: no results: no readable run in results/20261126-130501-lab; run `python -m bench` (or pass a session that has runs)"),
     ("future-format", ["results"], "analysis: results/20261126-130501-lab/metadata.json has format_version 3; this analysis reads version 1 or 2: use the overlay-bench that wrote it"),
-    ("bad-metadata", ["results"], "analysis: results/20261126-130501-lab/metadata.json is not JSON (Expecting value: line 1 column 1 (char 0)): the session is damaged; re-run `python -m bench` or leave this session out"),
+    ("bad-metadata", ["results"], "analysis: results/20261126-130501-lab/metadata.json: not JSON (Expecting value: line 1 column 1 (char 0)) (see docs/results-format.md): the session is damaged; leave it out or repair the file"),
 ])
 def test_bad_input_is_one_clear_line(tmp_path, setup, args, message):
     session = tmp_path / "results" / LAB.name

@@ -31,8 +31,8 @@ def outputs_doc(**changes) -> dict:
     return doc
 
 
-def bench(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+def bench(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
     return subprocess.run([sys.executable, "-m", "bench", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=120)
 
@@ -110,6 +110,15 @@ def test_dry_run_with_shuffle_records_a_seed(outputs_file):
     (["--duration", "0"], 2, "bench: --duration must be a whole number of seconds, at least 1"),
     (["--seed", "3"], 2, "bench: --seed only makes sense with --shuffle"),
     (["--max-runs", "9"], 2, "bench: --max-runs only makes sense with --precision"),
+    (["--precision", "0"], 2, "bench: --precision must be a positive number of percentage points, e.g. 1"),
+    (["--precision", "-2"], 2, "bench: --precision must be a positive number of percentage points, e.g. 1"),
+    (["--precision", "inf"], 2, "bench: --precision must be a positive number of percentage points, e.g. 1"),
+    (["--precision", "nan"], 2, "bench: --precision must be a positive number of percentage points, e.g. 1"),
+    (["--precision", "one"], 2,
+     "bench: argument --precision: invalid float value: 'one' (see python -m bench --help)"),
+    (["--runs", "many"], 2, "bench: argument --runs: invalid int value: 'many' (see python -m bench --help)"),
+    (["--precision", "1", "--max-runs", "2"], 2, "bench: --max-runs must be at least --runs (3)"),
+    (["--precision", "1", "--runs", "6", "--max-runs", "5"], 2, "bench: --max-runs must be at least --runs (6)"),
     (["--precision", "1", "--networks", "overlay,bridge"], 2,
      "bench: --precision bounds each network's interval against host: give host and at least one other network"),
     ([], 1, "bench: node lab-node1: engine at unix:///run/overlay-bench/nonexistent/n1/docker.sock does not answer"),
@@ -121,6 +130,8 @@ def test_user_errors_are_one_line(outputs_file, tmp_path, args, code, message):
     assert "Traceback" not in res.stderr
     error_lines = [ln for ln in res.stderr.splitlines() if ln.startswith("bench:")]
     assert len(error_lines) == 1 and error_lines[0].startswith(message), res.stderr
+    if code == 2:  # a mistake on the command line: that one line and nothing else
+        assert res.stderr.splitlines() == error_lines, res.stderr
     # Nothing was run, so no session was started.
     assert not results.exists() or not any(results.iterdir())
 
@@ -163,7 +174,7 @@ def test_invalid_outputs(tmp_path, change, message):
 
 def test_resume_of_a_directory_that_is_no_session(tmp_path, outputs_file):
     res = bench("--outputs", str(outputs_file), "--resume", str(tmp_path))
-    assert res.returncode == 1
+    assert res.returncode == 2
     assert res.stderr.strip() == f"bench: {tmp_path} is not a results session (no metadata.json)"
 
 

@@ -3,6 +3,7 @@ CPU fields, and when a window's samples count."""
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 import time
 from pathlib import Path
 
@@ -80,29 +81,45 @@ def test_no_throughput_no_figure_per_gbit():
     assert cpu.run_fields({"k": used()}, "k", "k", throughput_mbps=None)["cpu_cores_per_gbps"] is None
 
 
-class FakeSamplers:
-    """Reads the captured samples in turn (the timing rules of a window, without a machine)."""
-    _timers = concurrent.futures.ThreadPoolExecutor(max_workers=2)
+def later(counters: cpu.Counters, ticks: int) -> cpu.Counters:
+    """`counters` a little later: `ticks` more of each column."""
+    return cpu.Counters({k: v + ticks for k, v in counters.ticks.items()}, counters.cpus)
 
-    def __init__(self, delay_s: float = 0.0):
-        self.samples = [sample(1)[1], sample(2)[1]]
-        self.delay_s = delay_s
+
+class FakeSamplers:
+    """Reads the captured samples in turn, each after its delay (the timing rules of a
+    window, without a machine)."""
+    _timers = concurrent.futures.ThreadPoolExecutor(max_workers=3)
+
+    def __init__(self, *delays_s: float):
+        self.samples = [sample(1)[1], sample(2)[1], later(sample(2)[1], 50)]
+        self.delays_s = list(delays_s) or [0.0] * 3
+        self.lock = threading.Lock()
 
     def read(self, kernels):
-        time.sleep(self.delay_s)
-        return {kernels[0]: self.samples.pop(0)}
+        with self.lock:  # in the order asked: start, the fallback end, the last end
+            counters, delay = self.samples.pop(0), self.delays_s.pop(0)
+        time.sleep(delay)
+        return {kernels[0]: counters}
 
 
-def test_a_window_reads_its_two_samples_on_time():
+def test_a_window_reads_its_samples_on_time_and_ends_at_the_last():
     now = time.monotonic()
     window = cpu.Window(FakeSamplers(), ["k"], now, now + 0.2)
     time.sleep(0.3)
-    assert window.used(tool_ended_at=time.monotonic()) == {"k": cpu.usage(sample(1)[1], sample(2)[1])}
+    assert window.used(tool_ended_at=time.monotonic()) == {"k": cpu.usage(sample(1)[1], later(sample(2)[1], 50))}
 
 
-def test_a_last_sample_in_hand_after_the_tool_ended_is_not_used():
+def test_a_last_sample_in_hand_after_the_tool_ended_gives_way_to_the_earlier_end():
     now = time.monotonic()
-    window = cpu.Window(FakeSamplers(delay_s=0.2), ["k"], now, now + 0.05)
+    # start at once, the fallback end at 0.3 s in hand at once, the last end (0.4 s) 0.5 s late
+    window = cpu.Window(FakeSamplers(0.0, 0.0, 0.5), ["k"], now, now + 0.4)
+    assert window.used(tool_ended_at=now + 0.6) == {"k": cpu.usage(sample(1)[1], sample(2)[1])}
+
+
+def test_no_end_sample_in_hand_before_the_tool_ended_no_figure():
+    now = time.monotonic()
+    window = cpu.Window(FakeSamplers(0.2, 0.2, 0.2), ["k"], now, now + 0.05)
     assert window.used(tool_ended_at=now + 0.1) is None
 
 

@@ -1,6 +1,8 @@
 """bench.image: a deterministic tarball, loaded on a real engine, the tools run in it."""
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -140,3 +142,46 @@ def test_ensure_reports_a_load_failure(engine, tmp_path):
     engine.images.remove(image.IMAGE_NAME, force=True)
     with pytest.raises(image.ImageError, match="loading the bench image"):
         image.ensure(engine, broken)
+
+
+def _damage(path, how: str) -> None:
+    data = bytearray(path.read_bytes())
+    if how == "truncated":  # a copy or a build cut short
+        path.write_bytes(data[: len(data) // 2])
+    elif how == "bit-flipped":  # a bad disk: one bit in the layer, the tar structure intact
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(data)
+    elif how == "unrecorded":  # a tarball cached by a version that recorded no digest
+        path.with_name(path.name + ".sha256").unlink()
+    elif how == "emptied":
+        path.write_bytes(b"")
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit-flipped", "unrecorded", "emptied"])
+def test_a_damaged_cached_archive_is_built_again(tmp_path, how):
+    good = image.build_tarball(tmp_path)
+    data = good.read_bytes()
+    assert good.with_name(good.name + ".sha256").read_text().strip() == hashlib.sha256(data).hexdigest()
+    _damage(good, how)
+    again = image.build_tarball(tmp_path)
+    assert again == good and again.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == [good.name, good.name + ".sha256"]
+
+
+def test_a_damaged_archive_is_one_error_not_a_tarfile_traceback(tmp_path):
+    broken = tmp_path / "broken.tar"
+    broken.write_bytes(b"not a tar archive")
+    with pytest.raises(image.ImageError, match=r"broken.tar is not a bench image archive \(ReadError"):
+        image.tarball_image_id(broken)
+
+
+@pytest.mark.parametrize("how", ["truncated", "bit-flipped"])
+def test_a_damaged_cached_archive_is_rebuilt_and_loads_on_an_engine(engine, tmp_path, how):
+    tarball = image.build_tarball(tmp_path)
+    want = image.tarball_image_id(tarball)
+    _damage(tarball, how)
+    # The engine lacks the image: what is loaded must be the rebuilt archive.
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        engine.images.remove(image.IMAGE_NAME, force=True)
+    tarball = image.build_tarball(tmp_path)
+    assert image.ensure(engine, tarball) == want == engine.images.get(image.IMAGE_NAME).id

@@ -9,14 +9,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import docker
 import pytest
 
-from bench.engines import LABEL_SESSION
+from bench import cpu, tools
+from bench.engines import LABEL_PROCESS, LABEL_SESSION
+from bench.plan import Case
 from bench.results_format import CPU_FIELDS, CPU_PART_FIELDS
-from tests import names
+from tests import machine, names
 
 ROOT = Path(__file__).resolve().parents[1]
 # Unique lab names and subnets: no other test run on this machine collides with these.
@@ -53,6 +56,19 @@ def write_outputs(doc: dict, tmp_path: Path) -> Path:
 
 def bench_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "bench", *args]
+
+
+@contextlib.contextmanager
+def bench_process(*args: str) -> Iterator[subprocess.Popen]:
+    """python -m bench in the background; killed at the end of the block if still running."""
+    proc = subprocess.Popen(bench_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def run_bench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
@@ -111,15 +127,10 @@ def iperf3_client_running(doc: dict) -> bool:
 def bench_until(args: list[str], until, what: str, then, timeout_s: float = 60) -> tuple[int, str, str]:
     """Start python -m bench, wait until `until()`, call `then(proc)` (a signal, a kill), and
     return its exit code, stdout and stderr once it ends."""
-    proc = subprocess.Popen(bench_cmd(*args), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    try:
+    with bench_process(*args) as proc:
         wait_for(until, timeout_s, what, proc)
         then(proc)
         out, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     return proc.returncode, out, err
 
 
@@ -166,8 +177,10 @@ def check_cpu(rec: dict) -> None:
     assert rec["cpu_cores_per_gbps"] > 0
     assert rec["cpu_cores_per_gbps"] == pytest.approx(rec["cpu_total_cores"] / (rec["throughput_mbps"] / 1000),
                                                       rel=1e-3)
-    # The window is the tool's measured one (warm-up left out), less the last tenth of a second.
-    assert rec["cpu_window_s"] == pytest.approx(rec["duration_s"] - 0.1, abs=0.3), rec
+    # The window is the tool's measured one (warm-up left out), less the last tenth of a second,
+    # or three quarters of it when the last sample came too late (a machine busy with others).
+    last = rec["duration_s"] - cpu.END_MARGIN_S
+    assert cpu.FALLBACK_END_FRACTION * last - 0.3 <= rec["cpu_window_s"] <= last + 0.3, rec
 
 
 class TestClassic:
@@ -184,12 +197,15 @@ class TestClassic:
         meta = json.loads((session / "metadata.json").read_text())
         assert meta["format_version"] == 2 and meta["session"] == session.name
         assert meta["stack_outputs"] == doc
-        assert meta["tool_versions"] == {"iperf3": "3.12", "iperf2": "2.1.8", "sockperf": "3.7"}
+        # What this machine runs: the image is made of the host's tools, the nodes' engines
+        # are the host's dockerd on the host's kernel.
+        assert meta["tool_versions"] == machine.tool_versions()
         assert meta["image"]["name"] == "overlay-bench/tools:1" and meta["image"]["id"].startswith("sha256:")
         assert meta["seed"] is None and meta["plan"]["streams"] == [2]
         for node in doc["nodes"]:
             facts = meta["nodes"][node["name"]]
-            assert facts["engine_version"].startswith("20.10") and facts["kernel"]
+            assert facts["engine_version"] == machine.engine_version()
+            assert facts["kernel"] == machine.kernel_release()
             assert facts["host_mtu_bytes"] == 1500
             assert facts["overlay_mtu_bytes"] == 1450  # VXLAN: 50 bytes of headers
         attempts = runs_of(session)
@@ -203,8 +219,9 @@ class TestClassic:
         skipped = by_status.get("skipped", [])
         assert {r["network"] for r in skipped if "classic mode" in r["reason"]} == {"overlay-encrypted"}
         assert len([r for r in skipped if r["network"] == "overlay-encrypted"]) == 10
+        udp_reverse = Case("iperf2", "udp", 2, "reverse", "host", "n1", "n2")
         assert [r["reason"] for r in skipped if r["network"] != "overlay-encrypted"] == [
-            "iperf 2.1.8 UDP --reverse crashes its server (seen); use iperf3 for reverse UDP"] * 3
+            tools.get("iperf2").skip_reason(udp_reverse)] * 3
         assert all(r["throughput_mbps"] is None and r["wall_s"] is None for r in skipped)
         assert "failed" not in by_status, by_status.get("failed")
         for rec in by_status["ok"]:
@@ -274,6 +291,97 @@ class TestClassic:
         # Interleaved: run 1 of both cases, then run 2 ...
         assert [r["run_index"] for r in runs] == [1, 1, 2, 2, 3, 3]
 
+    def test_one_writer_per_session(self, classic, tmp_path):
+        """Two processes never run one session: a --resume while the session runs (its first
+        run or another resume) is refused with the runner's pid, and touches nothing of it."""
+        doc, _ = classic
+        results = tmp_path / "results"
+        outputs = write_outputs(doc, tmp_path)
+        args = ["--outputs", str(outputs), "--results", str(results), "--networks", "host",
+                "--tools", "iperf3", "--streams", "1", "--runs", "6", "--duration", "2", "--warmup", "0"]
+        with bench_process(*args) as first:
+            wait_for(lambda: lines_in(results) >= 1, 60, "the first run stored", first)
+            (session,) = sessions(results)
+            refused = run_bench("--resume", str(session), "--outputs", str(outputs))
+            assert refused.returncode == 1
+            assert refused.stderr.splitlines() == [
+                f"bench: session {session} is being run by process {first.pid}: wait for it to finish "
+                "(or stop it), then resume it"]
+            first.send_signal(signal.SIGINT)
+            first.communicate(timeout=60)
+        assert first.returncode == 130
+        done_first = [r["run_id"] for r in runs_of(session)]
+        assert 1 <= len(done_first) <= 4
+
+        # What a bench killed before its cleanup leaves: a container of the session, made by a
+        # process that no longer runs. The next writer of the session removes it.
+        node1 = doc["nodes"][0]
+        with contextlib.closing(docker.DockerClient(base_url=node1["docker_host"])) as client:
+            orphan = client.containers.run(
+                "overlay-bench/tools:1", ["cat"], stdin_open=True, detach=True, network_mode="none",
+                labels={LABEL_SESSION: session.name, LABEL_PROCESS: "gone-1", "overlay-bench.role": "client"})
+
+        with bench_process("--resume", str(session), "--outputs", str(outputs)) as resumer:
+            wait_for(lambda: lines_in(results) > len(done_first), 120, "the resumer's first run stored", resumer)
+            # The resumer's own run in flight (its client container is up).
+            in_flight = wait_for(lambda: leftover_containers(doc, "overlay-bench.role=client"), 60,
+                                 "the resumer's next run", resumer)
+            second = run_bench("--resume", str(session), "--outputs", str(outputs))
+            assert second.returncode == 1
+            assert second.stderr.splitlines() == [
+                f"bench: session {session} is being run by process {resumer.pid}: wait for it to finish "
+                "(or stop it), then resume it"]
+            out, err = resumer.communicate(timeout=300)
+        assert resumer.returncode == 0, err
+        assert in_flight
+        runs = runs_of(session)
+        # No run twice, none lost, and none of the resumer's runs failed: the refused process
+        # removed none of its containers.
+        assert all(r["status"] == "ok" for r in runs), runs
+        assert sorted(r["run_id"] for r in runs) == sorted({r["run_id"] for r in runs})
+        assert len(runs) == 6
+        assert f"done before {len(done_first)}" in out
+        with contextlib.closing(docker.DockerClient(base_url=node1["docker_host"])) as client, \
+                pytest.raises(docker.errors.NotFound):
+            client.containers.get(orphan.id)
+        assert leftover_containers(doc) == {}
+        assert not (session / ".bench.lock").exists()
+
+    def test_cleanup_removes_only_this_process_containers(self, classic):
+        """Two bench processes may carry one session's name (a new session and another of the
+        same stack started in the same second, until the second gets its suffix): each removes
+        only its own, under whichever name it made them."""
+        from bench import engines
+        from bench import image as bench_image
+
+        doc, _ = classic
+        node1 = doc["nodes"][0]
+        client = docker.DockerClient(base_url=node1["docker_host"])
+        clients = {node1["name"]: client}
+        try:
+            bench_image.ensure(client, bench_image.build_tarball())
+            session = "20261126-130501-lab"
+
+            def start(labels):
+                return client.containers.run("overlay-bench/tools:1", ["cat"], stdin_open=True, detach=True,
+                                             network_mode="none", labels=labels)
+
+            theirs = start({LABEL_SESSION: session, LABEL_PROCESS: "123-other"})
+            mine_provisional = start(engines.labels(session))
+            mine = start(engines.labels(f"{session}-2"))  # this process's session got a suffix
+
+            def left() -> set[str]:
+                return {c.id for c in client.containers.list(all=True, sparse=True, filters={"label": LABEL_PROCESS})}
+
+            assert engines.remove_own_containers(clients) == []
+            assert theirs.id in left() and not {mine.id, mine_provisional.id} & left()
+            # Only the session's one writer asks for every process's containers of a session.
+            assert engines.remove_session_containers(clients, session) == []
+            assert theirs.id not in left()
+        finally:
+            client.close()
+        assert leftover_containers(doc) == {}
+
     def test_sigterm_mid_run_cleans_up(self, classic, tmp_path):
         doc, _ = classic
         results = tmp_path / "results"
@@ -294,13 +402,13 @@ class TestClassic:
         client = docker.DockerClient(base_url=node1["docker_host"])
         from bench import image
         image.ensure(client)  # whichever test runs first on this lab
-        squatter = client.containers.run("overlay-bench/tools:1", ["iperf3", "-s", "-p", "6301"],
+        squatter = client.containers.run("overlay-bench/tools:1", ["iperf3", "-s", "-p", "5251"],
                                          network_mode="host", detach=True)
         try:
             results = tmp_path / "results"
             res = run_bench("--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results),
                             "--networks", "host", "--tools", "iperf3", "--runs", "2", "--duration", "1",
-                            "--port-base", "6301")
+                            "--port-base", "5251")
         finally:
             squatter.remove(force=True)
             client.close()
@@ -308,7 +416,7 @@ class TestClassic:
         (session,) = sessions(results)
         runs = runs_of(session)
         assert len(runs) == 1 and runs[0]["status"] == "failed"
-        assert runs[0]["reason"] == (f"port 6301/tcp is already in use on node {node1['name']} (host network): "
+        assert runs[0]["reason"] == (f"port 5251/tcp is already in use on node {node1['name']} (host network): "
                                      "free it or pass --port-base")
         assert "stopped:" in res.stdout
         assert leftover_containers(doc) == {}
@@ -316,12 +424,12 @@ class TestClassic:
     def test_unreachable_node_before_anything_runs(self, classic, tmp_path):
         doc, _ = classic
         broken = json.loads(json.dumps(doc))
-        broken["nodes"][1]["docker_host"] = "unix:///run/overlay-bench/btc/gone/docker.sock"
+        broken["nodes"][1]["docker_host"] = f"unix:///run/overlay-bench/{CLASSIC[0]}/gone/docker.sock"
         results = tmp_path / "results"
         res = run_bench("--outputs", str(write_outputs(broken, tmp_path)), "--results", str(results))
         assert res.returncode == 1
         assert res.stderr.strip().splitlines()[-1].startswith(
-            f"bench: node {doc['nodes'][1]['name']}: engine at unix:///run/overlay-bench/btc/gone/docker.sock does not answer")
+            f"bench: node {doc['nodes'][1]['name']}: engine at unix:///run/overlay-bench/{CLASSIC[0]}/gone/docker.sock does not answer")
         assert not results.exists()
 
     @pytest.mark.parametrize("keep_going", [False, True])
@@ -364,6 +472,21 @@ class TestClassic:
 
     def test_cpu_of_every_throughput_run_and_the_idle_baseline(self, classic, tmp_path):
         doc, _ = classic
+        # The counters count every job on this machine: while other jobs keep every CPU busy,
+        # the baseline reads every CPU busy too and cannot be below the runs. Such a burst
+        # passes: up to three sessions, each checked in full, one of them must show it.
+        seen = []
+        for attempt in range(3):
+            idle, loaded = self._cpu_session(doc, tmp_path / f"attempt{attempt}")
+            if idle < sum(loaded) / len(loaded):
+                return
+            seen.append((idle, loaded))
+        pytest.fail(f"idle baseline not below the runs' CPU in three sessions (idle cores, run cores): {seen}; "
+                    f"was the machine busy with other jobs all along?")
+
+    def _cpu_session(self, doc: dict, tmp_path: Path) -> tuple[float, list[float]]:
+        """One session's CPU checks; its idle baseline and its runs' CPU, in cores."""
+        tmp_path.mkdir()
         results = tmp_path / "results"
         res = run_bench("--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results),
                         "--networks", "host,overlay", "--tools", "iperf2,iperf3", "--streams", "4",
@@ -387,13 +510,10 @@ class TestClassic:
         assert len(ok) == 8
         for rec in ok:
             check_metrics(rec)
-        # Nothing running costs less than the traffic. Other jobs on this machine count in both
-        # (the figure is the whole machine's): a baseline near every CPU busy is theirs.
-        loaded = [r["cpu_total_cores"] for r in ok]
-        assert idle["total_cores"] < sum(loaded) / len(loaded), (
-            f"idle baseline {idle} not below the runs' {loaded}: was the machine busy with other jobs?")
         assert "% of a core per Gbit/s" in res.stderr
         assert leftover_containers(doc) == {}
+        # Nothing running costs less than the traffic (checked by the caller).
+        return idle["total_cores"], [r["cpu_total_cores"] for r in ok]
 
     def test_precision_stops_on_the_target_or_at_max_runs_and_resumes(self, classic, tmp_path):
         doc, _ = classic
@@ -482,13 +602,20 @@ class TestSwarm:
         runs = runs_of(session)
         assert len(runs) == 18
         encrypted = [r for r in runs if r["network"] == "overlay-encrypted"]
-        # This kernel has no ESP: the encrypted overlay is probed, found silent, and every
-        # case on it is skipped with the reason, never recorded as a zero or a hang.
         assert len(encrypted) == 6
-        for rec in encrypted:
-            assert rec["status"] == "skipped"
-            assert rec["reason"].startswith("encrypted overlay carries no traffic between")
-            assert rec["throughput_mbps"] is None and rec["latency_p50_us"] is None
+        carries, why_not = machine.encrypted_overlay()
+        if carries:
+            # A kernel with ESP (Debian's own): the encrypted overlay is measured like the others.
+            for rec in encrypted:
+                check_metrics(rec)
+        else:
+            # A kernel without ESP (this project's machine, `why_not` says what is missing):
+            # the encrypted overlay is probed, found silent, and every case on it is skipped
+            # with the reason, never recorded as a zero or a hang.
+            for rec in encrypted:
+                assert rec["status"] == "skipped", (why_not, rec)
+                assert rec["reason"].startswith("encrypted overlay carries no traffic between")
+                assert rec["throughput_mbps"] is None and rec["latency_p50_us"] is None
         for rec in runs:
             if rec["network"] != "overlay-encrypted":
                 check_metrics(rec)

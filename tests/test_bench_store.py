@@ -13,8 +13,11 @@ from bench.store import StoreError
 
 
 def record(run_id: str, status: str = "ok") -> dict:
+    """A valid run line's record (store.read_runs takes only those)."""
     rec = {k: None for k in results_format.RUN_FIELDS}
-    rec.update(format_version=1, run_id=run_id, case_id=run_id.split("#")[0], status=status)
+    rec.update(format_version=1, run_id=run_id, case_id=run_id.split("#")[0], status=status,
+               network="host", tool="iperf3", protocol="tcp", streams=1, direction="forward",
+               server_node="n1", client_node="n2", duration_s=1)
     return rec
 
 

@@ -1,14 +1,20 @@
-"""common/: the status printer, waiting (poll) and trying again (retry), the user-error base."""
+"""common/: the status printer, waiting (poll) and trying again (retry), the user-error base,
+the one-writer lock."""
 from __future__ import annotations
 
 import io
+import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
 
-from common import errors, polling
+from common import errors, locks, polling
 from common.status import Status
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_status_plain_lines_say_done_or_failed_with_the_duration():
@@ -110,12 +116,49 @@ def test_every_error_a_user_can_fix_derives_from_the_base():
     from bench.plan import PlanError
     from bench.session import SessionError
     from bench.stack import StackError
-    from bench.store import StoreError
+    from bench.store import SessionInputError, StoreError
     from stacks.local.lab import LabError
 
-    usage = (PlanError, StackError, AnalysisError)
+    usage = (PlanError, StackError, AnalysisError, SessionInputError)
     environment = (EngineError, ImageError, StoreError, SessionError, LabError)
     for cls in usage:
         assert issubclass(cls, errors.UsageError) and cls("x").exit_code == 2, cls
     for cls in environment:
         assert issubclass(cls, errors.UserError) and cls("x").exit_code == 1, cls
+
+
+def test_lock_refuses_a_second_holder_with_the_first_ones_pid(tmp_path):
+    path = tmp_path / "locks" / "lab1.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from pathlib import Path\n"
+         "from common import locks\n"
+         f"with locks.exclusive(Path({str(path)!r}), keep=lambda: False):\n"
+         "    print('held', flush=True); time.sleep(30)"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(locks.Busy) as busy, locks.exclusive(path, keep=lambda: False):
+            pass
+        assert busy.value.pid == holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died: the kernel released its lock, and the next one takes it.
+    with locks.exclusive(path, keep=lambda: True):
+        assert path.read_text() == f"{os.getpid()}\n"
+    with locks.exclusive(path, keep=lambda: False):
+        pass
+    assert not path.exists(), "the lock file goes when what it guards is gone"
+
+
+def test_a_waiter_on_an_unlinked_lock_file_starts_over(tmp_path):
+    """The holder unlinks the file while a second opener already has it open: that opener
+    must not think it holds the lock (a third would take a new file at the same time)."""
+    path = tmp_path / "lab1.lock"
+    with locks.exclusive(path, keep=lambda: False):
+        stale = os.open(path, os.O_RDWR)  # opened before the unlink, as a racing waiter would
+    try:
+        with locks.exclusive(path, keep=lambda: True):
+            assert os.stat(path).st_ino != os.fstat(stale).st_ino
+    finally:
+        os.close(stale)

@@ -62,43 +62,6 @@ def test_ledger_skips_a_torn_line_and_keeps_kinds_apart(tmp_path):
     assert book.entries("netns") == [{"kind": "netns", "name": "ob-a-n1", "dev": 4, "ino": 9}]
 
 
-def test_lock_refuses_a_second_holder_with_the_first_ones_pid(tmp_path):
-    path = tmp_path / "locks" / "lab1.lock"
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from pathlib import Path\n"
-         "from stacks.local import ownership\n"
-         f"with ownership.exclusive(Path({str(path)!r}), keep=lambda: False):\n"
-         "    print('held', flush=True); time.sleep(30)"],
-        cwd=REPO, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(ownership.Busy) as busy, ownership.exclusive(path, keep=lambda: False):
-            pass
-        assert busy.value.pid == holder.pid
-    finally:
-        holder.kill()
-        holder.wait()
-    # The holder died: the kernel released its lock, and the next one takes it.
-    with ownership.exclusive(path, keep=lambda: True):
-        assert path.read_text() == f"{os.getpid()}\n"
-    with ownership.exclusive(path, keep=lambda: False):
-        pass
-    assert not path.exists(), "the lock file goes when what it guards is gone"
-
-
-def test_a_waiter_on_an_unlinked_lock_file_starts_over(tmp_path):
-    """The holder unlinks the file while a second opener already has it open: that opener
-    must not think it holds the lock (a third would take a new file at the same time)."""
-    path = tmp_path / "lab1.lock"
-    with ownership.exclusive(path, keep=lambda: False):
-        stale = os.open(path, os.O_RDWR)  # opened before the unlink, as a racing waiter would
-    try:
-        with ownership.exclusive(path, keep=lambda: True):
-            assert os.stat(path).st_ino != os.fstat(stale).st_ino
-    finally:
-        os.close(stale)
-
-
 # --- look-alikes: real objects with the lab's names, not made by it --------------------------
 
 @contextlib.contextmanager

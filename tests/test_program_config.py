@@ -165,11 +165,6 @@ def test_bad_virtualbox_values(cfg, key):
                        f"`pulumi config set {key} ")
 
 
-def test_benchmark_ports_cannot_open_the_docker_api(do_config):
-    do_config["benchmarkPorts"] = "[5201, 2375]"
-    assert_clean_error(do_config, "overlay-bench:benchmarkPorts", "2375/2376")
-
-
 # The accepted forms ---------------------------------------------------------------------
 
 def test_defaults_and_derived_lab_name():
@@ -194,7 +189,6 @@ def test_digitalocean_defaults(do_config, ssh_keys):
     assert cfg.ssh_private_key_path == str(ssh_keys[1])  # the .pub path without .pub
     assert cfg.vpc_id is None  # the region's default VPC
     assert cfg.ssh_login == "key" and cfg.agent_socket_path is None
-    assert cfg.benchmark_ports == (5001, 5201, 11111)
 
 
 @pytest.mark.parametrize("value,expected", [
@@ -231,6 +225,13 @@ def test_example_stack_files_are_valid(stack, ssh_keys, monkeypatch):
         with pytest.raises(config.ConfigError, match="sshAllowedCidrs is not set"):
             config.parse(raw, stack)
         raw["sshAllowedCidrs"] = "198.51.100.7/32"
-    cfg = config.parse(raw, stack).common
-    assert (cfg.provider, cfg.mode, cfg.nodes) == (stack, "classic", 2)
+    if stack == "ssh":
+        raw["sshPrivateKeyPath"] = str(ssh_keys[1])  # the user's own
+    parsed = config.parse(raw, stack)
+    cfg = parsed.common
+    # Machines one has today run engines without cluster-store (Docker 23 and later).
+    assert (cfg.provider, cfg.mode, cfg.nodes) == (stack, "swarm" if stack == "ssh" else "classic", 2)
+    if stack == "ssh":
+        assert [(m.address, m.private_address) for m in parsed.settings.machines] == [
+            ("203.0.113.10", "10.0.0.10"), ("203.0.113.11", "10.0.0.11")]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stacks import classic, config, digitalocean, outputs
+from stacks import classic, config, digitalocean, firewall, outputs, remote_cluster
 from tests.test_program_support import (
     PRIVATE_IPS,
     PUBLIC_IPS,
@@ -64,7 +64,14 @@ def base(keys, monkeypatch) -> dict:
 
 
 def stdout(name: str, inputs: dict) -> str:
-    return TOKEN + "\n" if name == "swarm-token" else ""
+    """What the commands print on droplets: the token, and each engine's facts."""
+    if name == "swarm-token":
+        return TOKEN + "\n"
+    if name.endswith("-ready") and name.startswith("node"):
+        store = f"cluster_store={classic.store_url(PRIVATE_IPS['keystore'])}\n" \
+            if "ClusterStore" in inputs["create"] else ""
+        return f"name=ob-digitalocean-{name[:-len('-ready')]}\nmtu_bytes=1500\n{store}"
+    return ""
 
 
 class Account:
@@ -180,14 +187,23 @@ def test_readiness_waits_for_the_store_then_for_each_engine_with_its_own_words(b
     assert secret_value(ks_ready.inputs["connection"])["host"] == PUBLIC_IPS["keystore"]
     store = f"etcd://{PRIVATE_IPS['keystore']}:2379"
     for i in (1, 2):
+        # The shared checks (stacks/remote_cluster.py) after the droplet's own wait; every
+        # engine's cluster store must be the first one's.
         ready = r.mocks.named(f"node{i}-ready")
-        assert ready.inputs["create"] == digitalocean.engine_ready_command(store), ready.urn
+        assert ready.inputs["create"] == remote_cluster.ready_script(
+            PUBLIC_IPS[f"node{i}"], PRIVATE_IPS[f"node{i}"], "classic", store if i > 1 else None,
+            boot_check=digitalocean.engine_ready_command(store)), ready.urn
         assert "systemctl is-failed --quiet docker" in ready.inputs["create"]
         assert f"/dev/tcp/{PRIVATE_IPS['keystore']}/2379" in ready.inputs["create"]
-        deps = [d for d in r.options[f"node{i}-ready"].depends_on or []]
-        assert len(deps) == 1, f"{ready.urn} must wait for the key-value store"
+        deps = [d._name for d in r.options[f"node{i}-ready"].depends_on or []]
+        assert deps == ["keystore-ready"], f"{ready.urn} must wait for the key-value store"
     net = r.mocks.named("overlay-network")
-    assert "docker network create -d overlay overlay-bench" in net.inputs["create"], net.urn
+    assert net.inputs["create"] == remote_cluster.network_script(
+        PUBLIC_IPS["node1"], "overlay-bench", "classic", "digitalocean"), net.urn
+    assert "docker network create -d overlay --label overlay-bench.stack=digitalocean overlay-bench" \
+        in net.inputs["create"], net.urn
+    assert net.inputs["delete"] == remote_cluster.network_delete_script(
+        PUBLIC_IPS["node1"], "overlay-bench", "classic", "digitalocean"), net.urn
     assert secret_value(net.inputs["connection"])["host"] == PUBLIC_IPS["node1"], net.urn
 
 
@@ -447,35 +463,51 @@ def test_firewall_only_ssh_is_open_to_the_world(base, mode):
         assert rule.get("sourceTags") == ["ob-digitalocean"], f"{fw.urn}: {rule}"
         assert not rule.get("sourceDropletIds") and not rule.get("sourceLoadBalancerUids"), fw.urn
     opened = {(rule["protocol"], port) for rule in inbound for port in ports_of(rule)}
-    for needed in [("tcp", 2379), ("tcp", 2377), ("tcp", 7946), ("udp", 7946), ("udp", 4789),
-                   ("tcp", 5001), ("tcp", 5201)]:
+    cluster = [("tcp", 2379) if mode == "classic" else ("tcp", 2377),
+               ("tcp", 7946), ("udp", 7946), ("udp", 4789)]
+    for needed in cluster + [(proto, port) for proto in ("tcp", "udp") for port in range(5201, 5301)]:
         assert needed in opened, f"{fw.urn}: cluster port {needed} not open between droplets"
+    assert ("tcp", 2377 if mode == "classic" else 2379) not in opened, f"{fw.urn}: a port {mode} mode does not use"
     assert ("tcp", 8500) not in opened, "no Consul any more"
     assert {rule["protocol"] for rule in fw.inputs["outboundRules"]} == {"tcp", "udp", "icmp"}
 
 
-@pytest.mark.parametrize("nodes, ports", [
-    ("2", None),
-    ("50", None),
-    ("2", json.dumps([5001, 5201, 11111, 12865])),
-    pytest.param("50", json.dumps(list(range(5201, 5251)) + [5001, 11111, 12865]), marks=pytest.mark.xfail(
-        strict=True, reason="one rule per port and protocol: issue 11's range-based firewall declaration "
-                            "fixes it; remove this mark when merging it")),
-])
-def test_firewall_stays_within_digitaloceans_50_rules(base, nodes, ports):
-    base["nodes"] = nodes
-    if ports is not None:
-        base["benchmarkPorts"] = ports
+@pytest.mark.parametrize("mode", ["classic", "swarm"])
+def test_firewall_is_the_shared_declaration_in_ranges(base, mode):
+    """The rules the lab's --firewall applies (stacks/firewall.py), one rule per range."""
+    base["mode"] = mode
+    r = run(base)
+    fw = r.mocks.named("firewall")
+    expected = [{"protocol": rule.protocol,
+                 **({"portRange": rule.port_range} if rule.port_range else {}),
+                 **({"sourceAddresses": ["198.51.100.7/32", "203.0.113.64/26"]} if rule.source == firewall.OPERATOR
+                    else {"sourceTags": ["ob-digitalocean"]})}
+                for rule in firewall.inbound(mode, 2379)]
+    assert fw.inputs["inboundRules"] == expected, fw.urn
+    assert {"protocol": "tcp", "portRange": "5201-5300", "sourceTags": ["ob-digitalocean"]} in expected
+
+
+@pytest.mark.parametrize("nodes", ["2", "50"])
+@pytest.mark.parametrize("mode", ["classic", "swarm"])
+def test_firewall_stays_within_digitaloceans_50_rules(base, nodes, mode):
+    base.update(nodes=nodes, mode=mode)
     r = run(base)
     fw = r.mocks.named("firewall")
     rules = len(fw.inputs["inboundRules"]) + len(fw.inputs.get("outboundRules") or [])
-    assert rules <= FIREWALL_RULE_LIMIT, f"{fw.urn}: {rules} rules, DigitalOcean takes {FIREWALL_RULE_LIMIT}"
+    assert rules <= FIREWALL_RULE_LIMIT == firewall.MAX_RULES, \
+        f"{fw.urn}: {rules} rules, DigitalOcean takes {FIREWALL_RULE_LIMIT}"
+
+
+def test_benchmark_ports_are_bench_s_range_not_a_setting(base):
+    """bench/ports.py is the contract: a key that opened other ports would break it."""
+    base["benchmarkPorts"] = "[5001]"
+    message, mocks = program_error(base, "digitalocean")
+    assert message.startswith("unknown config key overlay-bench:benchmarkPorts") and not mocks.resources
 
 
 @pytest.mark.parametrize("mode", ["classic", "swarm"])
 def test_no_docker_api_port_anywhere(base, mode):
     base["mode"] = mode
-    base["benchmarkPorts"] = "[5001, 5201, 11111, 12865]"
     r = run(base)
     fw = r.mocks.named("firewall")
     for rule in fw.inputs["inboundRules"]:
@@ -494,11 +526,15 @@ def test_swarm_mode_droplets_and_join(base):
         assert "cluster-store" not in d.inputs["userData"], d.urn
     for i in (1, 2):
         ready = r.mocks.named(f"node{i}-ready")
-        assert ready.inputs["create"] == digitalocean.engine_ready_command(None), ready.urn
+        assert ready.inputs["create"] == remote_cluster.ready_script(
+            PUBLIC_IPS[f"node{i}"], PRIVATE_IPS[f"node{i}"], "swarm",
+            boot_check=digitalocean.engine_ready_command(None)), ready.urn
         assert "ClusterStore" not in ready.inputs["create"]
     init = r.mocks.named("swarm-init")
     assert secret_value(init.inputs["connection"])["host"] == PUBLIC_IPS["node1"], init.urn
-    assert f"docker swarm init --advertise-addr {PRIVATE_IPS['node1']}" in init.inputs["create"], init.urn
+    assert (f"docker swarm init --advertise-addr {PRIVATE_IPS['node1']} --listen-addr {PRIVATE_IPS['node1']}:2377"
+            in init.inputs["create"]), init.urn
+    assert init.inputs["delete"] == remote_cluster.swarm_leave_script(force=True), init.urn
 
     token = r.mocks.named("swarm-token")
     assert token.inputs["create"] == "docker swarm join-token -q worker", token.urn
@@ -510,10 +546,15 @@ def test_swarm_mode_droplets_and_join(base):
     assert (conn["host"], conn["user"]) == (PUBLIC_IPS["node2"], "root"), join.urn
     assert secret_value(join.inputs["stdin"]) == TOKEN + "\n", join.urn
     assert TOKEN not in join.inputs["create"], f"{join.urn}: token in the command line"
-    assert f"--advertise-addr {PRIVATE_IPS['node2']} {PRIVATE_IPS['node1']}:2377" in join.inputs["create"]
+    assert join.inputs["create"] == remote_cluster.swarm_join_script(
+        PUBLIC_IPS["node2"], PRIVATE_IPS["node2"], PRIVATE_IPS["node1"]), join.urn
+    assert (f'\\"AdvertiseAddr\\":\\"{PRIVATE_IPS["node2"]}\\",\\"RemoteAddrs\\":[\\"{PRIVATE_IPS["node1"]}:2377\\"]'
+            in join.inputs["create"]), join.urn
+    assert join.inputs["delete"] == remote_cluster.swarm_leave_script(force=False), join.urn
 
     net = r.mocks.named("overlay-network")
-    assert "docker network create -d overlay --attachable overlay-bench" in net.inputs["create"], net.urn
+    assert "docker network create -d overlay --attachable --label overlay-bench.stack=digitalocean overlay-bench" \
+        in net.inputs["create"], net.urn
 
 
 def test_swarm_outputs_follow_schema(base):

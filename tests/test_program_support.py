@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import runpy
 import subprocess
 from collections.abc import Callable, Iterator
@@ -40,10 +41,24 @@ class Declared:
     secret_inputs: tuple[str, ...] = ()
 
 
+def engine_facts(name: str, inputs: dict) -> str:
+    """What stacks/remote_cluster.py's readiness check (`nodeN-ready`) prints on a Debian 12
+    engine: its name, the MTU of the private interface and, in classic mode, the engine's
+    cluster store (taken from the expected one the script compares with, if any)."""
+    if not name.endswith("-ready") or "mtu_bytes=" not in inputs.get("create", ""):
+        return ""
+    facts = f"name=engine-{name[:-len('-ready')]}\nmtu_bytes=1500\n"
+    if "ClusterStore" in inputs["create"]:
+        expected = re.search(r'\[ "\$store" = (\S+) \]', inputs["create"])
+        facts += f"cluster_store={expected.group(1) if expected else 'etcd://10.110.0.2:2379'}\n"
+    return facts
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
     """Answers like the providers would and records every registration and invoke.
 
-    `command_stdout(name, inputs)` gives the stdout of a pulumi-command resource;
+    `command_stdout(name, inputs)` gives the stdout of a pulumi-command resource (by
+    default, the engine facts of the readiness checks and nothing for the others);
     `invoke(token, args)` the result of a provider function (wire names, as the provider
     returns them: `{"sshKeys": [...]}` for digitalocean:index/getSshKeys:getSshKeys).
     """
@@ -52,7 +67,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
                  invoke: Callable[[str, dict], dict] | None = None):
         self.resources: list[Declared] = []
         self.calls: list[tuple[str, dict]] = []
-        self.command_stdout = command_stdout or (lambda name, inputs: "")
+        self.command_stdout = command_stdout or engine_facts
         self.invoke = invoke or (lambda token, args: {})
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):

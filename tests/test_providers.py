@@ -19,13 +19,16 @@ pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning:pulumi_digi
 @pytest.fixture
 def example_config(tmp_path: Path, monkeypatch):
     """A configuration each provider accepts (a new provider adds its own here)."""
-    public, _private = ssh_key_pair(tmp_path, "key")
+    public, private = ssh_key_pair(tmp_path, "key")
     monkeypatch.setenv("DIGITALOCEAN_TOKEN", "dop_v1_test")
     return {
         "local": {},
         "digitalocean": {"provider": "digitalocean", "sshPublicKeyPath": str(public),
                          "sshAllowedCidrs": "198.51.100.7/32"},
         "virtualbox": {"provider": "virtualbox"},
+        "ssh": {"provider": "ssh", "sshPrivateKeyPath": str(private),
+                "machines": '[{"address": "198.51.100.10", "privateAddress": "10.0.0.10"}, '
+                            '{"address": "198.51.100.11", "privateAddress": "10.0.0.11"}]'},
     }
 
 

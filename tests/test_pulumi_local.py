@@ -27,8 +27,8 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 # A subnet of its own, so that a user's lab on the default one does not collide.
 SUBNET = names.subnet()
 COMMAND_TIMEOUT_S = 300
-# The Pulumi program: its files, its stacks and what they import (common/).
-PROJECT_FILES = ("Pulumi.yaml", "Pulumi.local.yaml", "__main__.py", "stacks", "common")
+# The Pulumi program: its files, its stacks and what they import (common/, bench/ports.py).
+PROJECT_FILES = ("Pulumi.yaml", "Pulumi.local.yaml", "__main__.py", "stacks", "common", "bench")
 
 
 def versions() -> dict[str, str]:

@@ -154,3 +154,109 @@ def test_analysis_imports_nothing_of_bench_but_the_format():
 def test_the_format_module_needs_only_the_standard_library():
     stdlib = set(sys.stdlib_module_names) | {"__future__"}
     assert {m.split(".")[0] for m in imports_of(REPO / "bench" / "results_format.py")} <= stdlib
+
+
+def test_the_type_tables_cover_every_field():
+    assert tuple(fmt.METADATA_TYPES) == fmt.METADATA_FIELDS
+    assert tuple(fmt.NODE_TYPES) == fmt.NODE_FIELDS
+    assert set(fmt.STRING_FIELDS) | set(fmt.POSITIVE_FIELDS) <= fmt.REQUIRED_FIELDS
+    assert set(fmt.POSITIVE_FIELDS) <= set(fmt.NUMERIC_FIELDS)
+
+
+GOOD_RUN = {
+    "format_version": 1, "run_id": "iperf3-tcp-P1-forward-host-n1-n2#1", "case_id": "iperf3-tcp-P1-forward-host-n1-n2",
+    "run_index": 1, "network": "host", "tool": "iperf3", "protocol": "tcp", "streams": 1, "direction": "forward",
+    "server_node": "n1", "client_node": "n2", "duration_s": 10, "warmup_s": 1, "udp_target_mbps": None,
+    "started_at": "2026-11-26T13:05:09Z", "wall_s": 11.3, "status": "ok", "reason": None,
+    **dict.fromkeys(fmt.METRIC_FIELDS), "throughput_mbps": 931.8, "retransmits": 0,
+}
+
+# Lines with every kind of damage (each alone), and where two checks fail, the first one told.
+DAMAGED_RUNS = [
+    ('"throughput_mbps": 931.8', '"throughput_mbps": Infinity', "throughput_mbps is not a finite number"),
+    ('"throughput_mbps": 931.8', '"throughput_mbps": -Infinity', "throughput_mbps is not a finite number"),
+    ('"throughput_mbps": 931.8', '"throughput_mbps": NaN', "throughput_mbps is not a finite number"),
+    ('"throughput_mbps": 931.8', '"throughput_mbps": 1e999', "throughput_mbps is not a finite number"),
+    ('"throughput_mbps": 931.8', '"throughput_mbps": -0.5', "throughput_mbps is negative"),
+    ('"retransmits": 0', '"retransmits": -1', "retransmits is negative"),
+    ('"throughput_mbps": 931.8', '"throughput_mbps": "931.8"', "throughput_mbps is not a number"),
+    ('"throughput_mbps": 931.8', '"throughput_mbps": true', "throughput_mbps is not a number"),
+    ('"throughput_mbps": 931.8', '"throughput_mbps": [931.8]', "throughput_mbps is not a number"),
+    ('"wall_s": 11.3', '"wall_s": NaN', "wall_s is not a finite number"),
+    ('"streams": 1', '"streams": 0', "streams must be a positive number"),
+    ('"streams": 1', '"streams": -2', "streams is negative"),
+    ('"duration_s": 10', '"duration_s": Infinity', "duration_s is not a finite number"),
+    ('"duration_s": 10', '"duration_s": null', "missing duration_s"),
+    ('"run_id": "iperf3-tcp-P1-forward-host-n1-n2#1", ', "", "missing run_id"),
+    ('"run_id": "iperf3-tcp-P1-forward-host-n1-n2#1"', '"run_id": 7', "run_id is not a string"),
+    ('"server_node": "n1"', '"server_node": ["n1"]', "server_node is not a string"),
+    ('"network": "host"', '"network": "macvlan"', "network is not one of host, overlay, overlay-encrypted, bridge"),
+    ('"network": "host"', '"network": ["host"]', "network is not one of host, overlay, overlay-encrypted, bridge"),
+    ('"status": "ok"', '"status": NaN', "status is not one of ok, failed, skipped"),
+    ('"format_version": 1', '"format_version": 3', "format_version 3, expected 1 or 2"),
+    ('"format_version": 1', '"format_version": true', "format_version True, expected 1 or 2"),
+    ('"format_version": 1', '"format_version": "1"', "format_version '1', expected 1 or 2"),
+    # Two faults: the checks' order decides.
+    ('"network": "host", "tool": "iperf3"', '"network": "x", "tool": "y"', "network is not one of host, overlay, overlay-encrypted, bridge"),
+    ('"streams": 1, "direction": "forward"', '"streams": -1, "direction": "back"', "direction is not one of forward, reverse"),
+]
+
+
+@pytest.mark.parametrize("old, new, reason", DAMAGED_RUNS)
+def test_bench_and_analysis_find_the_same_fault_in_a_run_line(old, new, reason):
+    """bench's --resume (one record at a time) and analysis (column by column) apply one rule."""
+    from analysis import load
+
+    good = json.dumps(GOOD_RUN)
+    assert old in good
+    damaged = good.replace(old, new)
+    assert fmt.run_problem(fmt.parse_run_line(damaged)) == reason
+    # In a file among good lines, on both of analysis's paths: the one-call parse of clean
+    # files (a valid JSON array) and the line-by-line one (here forced by a blank line).
+    for text in (f"{good}\n{damaged}\n{good}\n", f"{good}\n{damaged}\n\n{good}\n"):
+        frame, problems = load.parse_lines(text.encode(), 1, "runs.jsonl")
+        assert [str(p) for p in problems] == [f"runs.jsonl:2: skipped: {reason}"]
+        assert len(frame) == 2
+
+
+def test_a_valid_run_line_has_no_problem():
+    assert fmt.run_problem(fmt.parse_run_line(json.dumps(GOOD_RUN))) is None
+    assert fmt.run_problem(dict(GOOD_RUN, throughput_mbps=0, warmup_s=0.4, retransmits=12)) is None
+
+
+def test_a_line_that_is_not_utf8_is_damaged_for_both():
+    from analysis import load
+
+    good = json.dumps(GOOD_RUN).encode()
+    damaged = good.replace(b'"reason": null', b'"reason": "\xc3("')
+    with pytest.raises(fmt.FormatError, match=r"not UTF-8 \(byte 0xc3 at column \d+\)"):
+        fmt.parse_run_line(damaged)
+    frame, problems = load.parse_lines(good + b"\n" + damaged + b"\n" + good + b"\n", 1, "runs.jsonl")
+    assert len(problems) == 1 and problems[0].line == 2 and problems[0].reason.startswith("not UTF-8 (byte 0xc3")
+    assert len(frame) == 2
+
+
+def test_non_finite_numbers_are_never_written():
+    record = dict(GOOD_RUN, throughput_mbps=float("inf"))
+    with pytest.raises(ValueError):
+        fmt.run_line(record)
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda d: d.pop("plan"), "plan missing"),
+    (lambda d: d.update(tool_versions=["iperf3"]), "tool_versions is not an object of tool name to version string"),
+    (lambda d: d["nodes"].update(n1=[]), "nodes.n1 is not an object"),
+    (lambda d: d["nodes"]["n1"].pop("kernel"), "nodes.n1.kernel missing"),
+    (lambda d: d["nodes"]["n1"].update(overlay_mtu_bytes=1450.5), "nodes.n1.overlay_mtu_bytes is not a whole number or null"),
+    (lambda d: d.update(plan="2015"), "plan is not an object"),
+    (lambda d: d.update(stack_outputs={"stack": "", "provider": "local"}), "stack_outputs.stack is not a non-empty string"),
+])
+def test_metadata_problems(change, problem):
+    doc = fmt.metadata(session="s", started_at="t", command_line=["python"], seed=None,
+                       stack_outputs={"stack": "lab", "provider": "local"},
+                       nodes={"n1": dict.fromkeys(fmt.NODE_FIELDS)}, image={"name": "i", "id": "sha256:x"},
+                       tool_versions={"iperf3": "3.12"}, plan={}, cpu=None)
+    assert fmt.metadata_problem(doc) is None
+    change(doc)
+    assert fmt.metadata_problem(doc) == problem
+    assert fmt.metadata_problem([doc]) == "not a JSON object"

@@ -14,7 +14,7 @@ import docker.errors
 
 from common.errors import UserError
 from stacks import outputs
-from stacks.local import host, lab
+from stacks.local import host, lab, spec
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -29,6 +29,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       help="shape each node's link with tc, e.g. 1gbit (default: unshaped)")
     p_up.add_argument("--mtu", type=int, default=1500, metavar="BYTES", help="lab link MTU (default 1500)")
     p_up.add_argument("--subnet", default=lab.DEFAULT_SUBNET, help=f"lab subnet (default {lab.DEFAULT_SUBNET})")
+    p_up.add_argument("--access", choices=spec.ACCESS, default="unix",
+                      help="how the outputs reach the engines: unix sockets (default), or ssh as on a "
+                           "droplet (sshd in each node on a management network, ssh://root@ADDRESS)")
+    p_up.add_argument("--management-subnet", default=spec.DEFAULT_MANAGEMENT_SUBNET, metavar="SUBNET",
+                      help=f"subnet of the management network of --access ssh; the root namespace takes "
+                           f"its first address (default {spec.DEFAULT_MANAGEMENT_SUBNET})")
+    p_up.add_argument("--firewall", action="store_true",
+                      help="each node drops what the DigitalOcean firewall would (iptables in its namespace)")
+    p_up.add_argument("--bare", action="store_true",
+                      help="machines only, as a cloud hands them over: engines (and the key-value store), "
+                           "no swarm, no overlay network")
     p_up.add_argument("--retain", action="store_true", help="keep a partial lab when up fails (debugging)")
     p_down = sub.add_parser("down", help="remove everything a lab made")
     group = p_down.add_mutually_exclusive_group(required=True)
@@ -68,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             doc = lab.up(args.name, nodes=args.nodes, mode=args.mode, link_rate=args.link_rate,
-                         mtu_bytes=args.mtu, subnet=args.subnet, retain=args.retain)
+                         mtu_bytes=args.mtu, subnet=args.subnet, retain=args.retain, access=args.access,
+                         firewall=args.firewall, bare=args.bare, management_subnet=args.management_subnet)
             print(outputs.dumps(doc))
         elif args.command == "status":
             print(outputs.dumps(lab.status_of(args.name)))

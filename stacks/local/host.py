@@ -5,12 +5,14 @@ decided in stacks/local/lab.py from its marks and ledger, never from names or co
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from common.errors import UserError
@@ -242,3 +244,81 @@ def remove_cgroup(base: Path) -> None:
         base.rmdir()
     except OSError:
         pass
+
+
+# --- known_hosts lines, found by comment ------------------------------------------------
+
+def _hosts_field_matches(field: str, hostname: str) -> bool:
+    """Whether the host field of a known_hosts line (plain names, or `|1|salt|hash` as
+    HashKnownHosts writes it) names `hostname`."""
+    import base64
+    import hashlib
+    import hmac
+
+    if field.startswith("|1|"):
+        try:
+            salt, digest = (base64.b64decode(part) for part in field[3:].split("|", 1))
+        except ValueError:
+            return False
+        return hmac.compare_digest(hmac.new(salt, hostname.encode(), hashlib.sha1).digest(), digest)
+    return hostname in field.split(",")
+
+
+@contextlib.contextmanager
+def _locked_lines(path: Path) -> Iterator[list[str]]:
+    """The lines of `path` under an flock (writers of known_hosts through these helpers go
+    one at a time); what the caller leaves in the list is written back if it changed."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with os.fdopen(os.dup(fd), "r+", encoding="utf-8", errors="surrogateescape") as f:
+            lines = f.read().splitlines(keepends=True)
+            before = list(lines)
+            yield lines
+            if lines != before:
+                f.seek(0)
+                f.write("".join(lines))
+                f.truncate()
+    finally:
+        os.close(fd)
+
+
+def known_hosts_lines(path: Path, comment: str | None = None, hostname: str | None = None) -> list[str]:
+    """Lines of known_hosts file `path` (without newline) whose comment is `comment`
+    and/or whose host field names `hostname`; none when the file does not exist."""
+    try:
+        text = path.read_text(errors="surrogateescape")
+    except OSError:
+        return []
+    found = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 3 or fields[0].startswith("#"):
+            continue
+        if fields[0].startswith("@"):  # a marker (@cert-authority, @revoked) comes first
+            fields = fields[1:]
+        if comment is not None and fields[3:] != [comment]:
+            continue
+        if hostname is not None and not _hosts_field_matches(fields[0], hostname):
+            continue
+        found.append(line)
+    return found
+
+
+def known_hosts_add(path: Path, lines: list[str]) -> None:
+    """Append `lines` to known_hosts file `path` (which must exist)."""
+    with _locked_lines(path) as current:
+        if current and not current[-1].endswith("\n"):
+            current[-1] += "\n"
+        current.extend(line + "\n" for line in lines)
+
+
+def known_hosts_remove(path: Path, comment: str) -> None:
+    """Remove the lines whose comment is exactly `comment` from known_hosts file `path`."""
+    if not path.is_file():
+        return
+    with _locked_lines(path) as current:
+        mine = set(known_hosts_lines(path, comment))
+        current[:] = [line for line in current if line.rstrip("\n") not in mine]

@@ -29,6 +29,7 @@ import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -39,9 +40,10 @@ from typing import Any
 import docker
 import docker.errors
 
+from common import locks
 from common.polling import poll
 from common.status import Status
-from stacks import classic
+from stacks import classic, firewall, remote_cluster
 from stacks import outputs as outputs_schema
 from stacks.local import host, ownership
 from stacks.local.spec import DEFAULT_SUBNET, NAME_RE, LabError, LabSpec, rate_bits_per_s
@@ -59,7 +61,15 @@ DOWN_TIMEOUT_S = 10.0
 # before it exists; far above the indexes the kernel hands out by itself.
 IFINDEX_RANGE = (1 << 24, 1 << 30)
 # Classic (--cluster-store) mode was removed from the engine in Docker 23.0.
-CLASSIC_MAX_ENGINE_MAJOR = 22
+CLASSIC_MAX_ENGINE_MAJOR = remote_cluster.CLASSIC_MAX_ENGINE_MAJOR
+# Debian's openssh-server; an absolute path, since sshd re-executes itself per connection.
+SSHD = "/usr/sbin/sshd"
+SSH_PORT = firewall.SSH_PORT
+SSH_START_TIMEOUT_S = 10.0
+# The chain of --firewall's rules in each node's mangle table: PREROUTING sees what arrives
+# on the node's interfaces before anything else does (and before the engine's DNAT to a
+# bridge network's published port), as a cloud firewall sees a droplet's traffic.
+FIREWALL_CHAIN = "ob-inbound"
 
 
 class Interrupted(KeyboardInterrupt):
@@ -91,6 +101,14 @@ def node_veth(name: str, index: int) -> str:
 
 def keystore_veth(name: str) -> str:
     return f"ob-{name}-kv"
+
+
+def management_bridge(name: str) -> str:
+    return f"ob-{name}-m"
+
+
+def management_veth(name: str, index: int) -> str:
+    return f"ob-{name}-m{index}"
 
 
 def node_hostname(name: str, index: int) -> str:
@@ -131,6 +149,16 @@ def node_socket(name: str, index: int) -> Path:
     return run_dir(name) / f"n{index}" / "docker.sock"
 
 
+def ssh_dir(name: str) -> Path:
+    """The lab's SSH client key and the authorized_keys every node's sshd reads."""
+    return run_dir(name) / "ssh"
+
+
+def known_hosts_file() -> Path:
+    """Where the docker SDK (paramiko) looks for host keys: the user's known_hosts."""
+    return Path.home() / ".ssh" / "known_hosts"
+
+
 def namespace(name: str, node_name: str) -> str:
     """The network namespace of a node (by hostname), for tools run beside the engine."""
     match = re.fullmatch(rf"{re.escape(name)}-node(\d+)", node_name)
@@ -167,9 +195,20 @@ def _require_root(command: str) -> None:
                        "dockerd): run it with sudo")
 
 
+# What --access ssh needs besides: the SSH server and keys, and the docker CLI that the
+# docker SDK runs on the node (`docker system dial-stdio`).
+SSH_TOOLS = {
+    SSHD: "openssh-server",
+    "ssh-keygen": "openssh-client",
+    "docker": "docker.io",
+}
+
+
 def preflight(spec: LabSpec) -> None:
-    """Tools, engine and subnet (the caller checked the spec and root)."""
-    for tool, package in REQUIRED_TOOLS.items():
+    """Tools, engine and subnets (the caller checked the spec and root)."""
+    tools = {**REQUIRED_TOOLS, **(SSH_TOOLS if spec.access == "ssh" else {}),
+             **({"iptables-restore": "iptables"} if spec.firewall else {})}
+    for tool, package in tools.items():
         if not shutil.which(tool):
             raise LabError(f"`{tool}` not found: install it with `apt-get install {package}` "
                            "(or run `make setup`)")
@@ -181,11 +220,17 @@ def preflight(spec: LabSpec) -> None:
         if major > CLASSIC_MAX_ENGINE_MAJOR:
             raise LabError(f"classic mode (--cluster-store) was removed in Docker 23.0 and this "
                            f"engine is {full}: use --mode swarm")
-    net = spec.network
+    # The lab subnet has no address in the root namespace; the management subnet has one, on
+    # the lab's own bridge (a leftover of an earlier lab of this name is not a collision).
+    subnets = [(spec.network, "--subnet")]
+    if spec.access == "ssh":
+        subnets.append((spec.management_network, "--management-subnet"))
+    ours = {link["ifname"] for link in host.links() if link.get("ifalias") == mark(spec.name)}
     for iface, address, prefix in host.root_addresses():
-        if ipaddress.IPv4Network(f"{address}/{prefix}", strict=False).overlaps(net):
-            raise LabError(f"subnet {net} overlaps {address}/{prefix} on {iface}, which is not "
-                           "the lab's: choose another with --subnet")
+        for net, flag in subnets:
+            if iface not in ours and ipaddress.IPv4Network(f"{address}/{prefix}", strict=False).overlaps(net):
+                raise LabError(f"subnet {net} overlaps {address}/{prefix} on {iface}, which is not "
+                               f"the lab's: choose another with {flag}")
 
 
 # --- the plan of `up` --------------------------------------------------------------------
@@ -197,12 +242,21 @@ class Node:
     netns: str
     veth: str
     address: str
+    # The "public" address on the management bridge (--access ssh), else None.
+    management_address: str | None = None
 
     def socket(self, lab: str) -> Path:
         return node_socket(lab, self.index)
 
-    def docker_host(self, lab: str) -> str:
+    def engine_url(self, lab: str) -> str:
+        """The engine's own socket: how the lab itself drives it."""
         return f"unix://{self.socket(lab)}"
+
+    def docker_host(self, lab: str) -> str:
+        """How the outputs reach the engine."""
+        if self.management_address:
+            return f"ssh://root@{self.management_address}"
+        return self.engine_url(lab)
 
 
 class Lab:
@@ -211,32 +265,46 @@ class Lab:
     def __init__(self, spec: LabSpec, status: Status):
         self.spec, self.status = spec, status
         hosts = list(spec.network.hosts())
+        public = list(spec.management_network.hosts()) if spec.access == "ssh" else []
         self.nodes = [
             Node(i, node_hostname(spec.name, i), node_netns(spec.name, i), node_veth(spec.name, i),
-                 str(hosts[FIRST_NODE_ADDRESS_INDEX + i - 2]))
+                 str(hosts[FIRST_NODE_ADDRESS_INDEX + i - 2]),
+                 str(public[FIRST_NODE_ADDRESS_INDEX + i - 2]) if public else None)
             for i in range(1, spec.nodes + 1)
         ]
+        # The root namespace's address on the management bridge.
+        self.management_root = f"{public[0]}/{spec.management_network.prefixlen}" if public else None
         self.keystore_address = str(hosts[KEYSTORE_ADDRESS_INDEX - 1])
         # Classic mode's key-value store (stacks/classic.py says why etcd).
         self.keystore = "etcd" if spec.mode == "classic" else None
         self.clients: dict[int, docker.DockerClient] = {}
         self.ledger = ledger(spec.name)
         self.cgroup_procs: Path | None = None  # where our daemons join the lab's cgroup
+        self.engines: dict[int, subprocess.Popen] = {}  # by node index, once started
 
     @property
     def name(self) -> str:
         return self.spec.name
 
     def steps(self) -> list[tuple[str, Callable[[], None]]]:
+        spec = self.spec
         plan = [("Creating lab network", self.create_network)]
+        if spec.access == "ssh":
+            plan.append(("Creating the management network", self.create_management_network))
+        if spec.firewall:
+            # Before anything listens, as a cloud firewall is there before a droplet boots.
+            plan.append(("Applying the firewall", self.apply_firewall))
         if self.keystore:
             plan.append((f"Starting key-value store ({self.keystore})", self.start_keystore))
-        plan += [
-            (f"Starting engines ({self.spec.nodes} nodes)", self.start_engines),
-            ("Forming the cluster" if self.spec.mode == "swarm" else "Checking the cluster store",
-             self.form_cluster),
-            ("Creating the overlay network", self.create_overlay),
-        ]
+        plan.append((f"Starting engines ({spec.nodes} nodes)", self.start_engines))
+        if spec.access == "ssh":
+            plan.append(("Starting SSH servers", self.start_ssh))
+        if spec.mode == "classic":
+            plan.append(("Checking the cluster store", self.form_cluster))
+        elif not spec.bare:
+            plan.append(("Forming the cluster", self.form_cluster))
+        if not spec.bare:
+            plan.append(("Creating the overlay network", self.create_overlay))
         return plan
 
     # Step: network -----------------------------------------------------------------------
@@ -263,6 +331,56 @@ class Lab:
             host.ip("link", "set", "eth0", "up", netns=netns)
             if spec.link_rate:
                 self._shape(netns)
+
+    def create_management_network(self) -> None:
+        """The nodes' "public" side: eth1 in each node on bridge ob-NAME-m, which has the root
+        namespace's address. The nodes get the connected route of this subnet and no other:
+        they reach the root namespace and nothing beyond."""
+        lab_mark, bridge = mark(self.name), management_bridge(self.name)
+        prefix = self.spec.management_network.prefixlen
+        self._add_link(bridge, "type", "bridge")
+        host.ip("link", "set", bridge, "alias", lab_mark, "up")
+        host.ip("addr", "add", str(self.management_root), "dev", bridge)
+        for node in self.nodes:
+            veth = management_veth(self.name, node.index)
+            self._add_link(veth, "type", "veth", "peer", "name", "eth1", "netns", node.netns)
+            host.ip("link", "set", veth, "alias", lab_mark, "master", bridge, "up")
+            host.ip("addr", "add", f"{node.management_address}/{prefix}", "dev", "eth1", netns=node.netns)
+            host.ip("link", "set", "eth1", "up", netns=node.netns)
+
+    def firewall_rules(self) -> str:
+        """stacks/firewall.py's inbound rules as an iptables-restore input for one node:
+        OPERATOR sources are the management subnet on eth1, CLUSTER the lab subnet on eth0;
+        whatever else arrives on eth0 or eth1 is dropped (loopback, the engine's own
+        bridges and replies to the node's own connections are let through)."""
+        spec, comment = self.spec, mark(self.name)
+        keystore_port = classic.ETCD_CLIENT_PORT if self.keystore else None
+        sources = {firewall.CLUSTER: ("eth0", str(spec.network))}
+        if spec.access == "ssh":
+            sources[firewall.OPERATOR] = ("eth1", str(spec.management_network))
+        tag = f"-m comment --comment {comment}"
+        lines = ["*mangle", f":{FIREWALL_CHAIN} - [0:0]",
+                 f"-A PREROUTING {tag} -j {FIREWALL_CHAIN}",
+                 f"-A {FIREWALL_CHAIN} -i lo {tag} -j RETURN",
+                 f"-A {FIREWALL_CHAIN} -m conntrack --ctstate ESTABLISHED,RELATED {tag} -j RETURN"]
+        for rule in firewall.inbound(spec.mode, keystore_port):
+            if rule.source not in sources:
+                continue
+            iface, subnet = sources[rule.source]
+            match = f"-p {rule.protocol}"
+            if rule.ports:
+                match += f" -m {rule.protocol} --dport {rule.ports[0]}:{rule.ports[1]}"
+            lines.append(f"-A {FIREWALL_CHAIN} -i {iface} -s {subnet} {match} {tag} -j RETURN")
+        lines += [f"-A {FIREWALL_CHAIN} -i {iface} {tag} -j DROP" for iface, _ in sources.values()]
+        return "\n".join(lines + ["COMMIT"]) + "\n"
+
+    def apply_firewall(self) -> None:
+        rules = self.firewall_rules()
+        netns = [n.netns for n in self.nodes] + ([keystore_netns(self.name)] if self.keystore else [])
+        for ns in netns:
+            # In the node's namespace, which takes them along when it is deleted.
+            self.ledger.record("firewall", netns=ns, table="mangle", chain=FIREWALL_CHAIN)
+            host.run("ip", "netns", "exec", ns, "iptables-restore", "-w", "--noflush", input=rules)
 
     def _make_state(self) -> None:
         """Marked state directories, the ledger, and the lab's cgroup, before anything else."""
@@ -340,6 +458,7 @@ class Lab:
     # Step: engines -------------------------------------------------------------------------
     def start_engines(self) -> None:
         procs = {node.index: self._start_engine(node) for node in self.nodes}
+        self.engines = procs
         deadline = time.monotonic() + ENGINE_START_TIMEOUT_S
         for node in self.nodes:
             _wait_for(lambda node=node: self._ping(node), max(deadline - time.monotonic(), 1.0),
@@ -375,7 +494,7 @@ class Lab:
             "dockerd",
             # Own data root, exec root, pid file and socket: engines share nothing on disk.
             "--data-root", str(ddir), "--exec-root", str(rdir / "exec"),
-            "--pidfile", str(rdir / "docker.pid"), "--host", node.docker_host(self.name),
+            "--pidfile", str(rdir / "docker.pid"), "--host", node.engine_url(self.name),
             # Not /etc/docker: a user's daemon.json must not leak in, and the engine ID is
             # derived from key.json, which would otherwise be shared (identical engine IDs).
             "--config-file", str(config),
@@ -399,9 +518,61 @@ class Lab:
         self.ledger.record("process", pid=proc.pid, start=host.start_time(proc.pid), what=what)
         return proc
 
+    # Step: SSH (--access ssh) ----------------------------------------------------------------
+    def start_ssh(self) -> None:
+        """sshd in each node's namespace, on its management address, as a droplet has it:
+        root logs in with the lab's key, and a session's DOCKER_HOST is the node's engine
+        (what `docker system dial-stdio`, run by the docker SDK over ssh://, talks to)."""
+        keys = ssh_dir(self.name)
+        keys.mkdir(mode=0o700, exist_ok=True)
+        client_key = keys / "id_ed25519"
+        _keygen(client_key, mark(self.name))
+        (keys / "authorized_keys").write_text(Path(f"{client_key}.pub").read_text())
+        # sshd's privilege separation directory (systemd-tmpfiles makes it where Debian's ssh
+        # service is enabled; that service is never started here): a system directory, left.
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        procs = {}
+        for node in self.nodes:
+            rdir = run_dir(self.name) / f"n{node.index}"
+            host_key = rdir / "ssh_host_ed25519_key"
+            _keygen(host_key, mark(self.name))
+            config = rdir / "sshd_config"
+            (rdir / "home").mkdir(mode=0o700, exist_ok=True)
+            config.write_text(_sshd_config(node, host_key, keys / "authorized_keys", node.engine_url(self.name),
+                                           rdir / "home"))
+            # The node's network and, from its engine (the same process since its exec
+            # chain began), its hostname: a session sees the node as a droplet's would.
+            procs[node.index] = self._spawn(
+                ["nsenter", f"--net={netns_bind(self.name, node.netns)}",
+                 f"--uts=/proc/{self.engines[node.index].pid}/ns/uts", "--", SSHD, "-D", "-e", "-f", str(config)],
+                rdir / "sshd.log", f"sshd {node.name}")
+        self._write_known_hosts()
+        for node in self.nodes:
+            log = run_dir(self.name) / f"n{node.index}" / "sshd.log"
+            # From the root namespace, over the management bridge: the path bench takes.
+            _wait_for(lambda node=node: _tcp_open(node.management_address, SSH_PORT), SSH_START_TIMEOUT_S,
+                      lambda node=node, log=log: f"sshd of {node.name} did not start: {_tail(log)}",
+                      procs[node.index])
+
+    def _write_known_hosts(self) -> None:
+        """The nodes' host keys in the user's known_hosts, each line marked with the lab's
+        mark as its comment: the docker SDK checks host keys there (and refuses unknown ones)."""
+        path = known_hosts_file()
+        made_dir, made_file = not path.parent.exists(), not path.exists()
+        self.ledger.record("known_hosts", path=str(path), made_dir=made_dir, made_file=made_file)
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        if made_file:
+            path.touch(mode=0o600)
+        lines = []
+        for node in self.nodes:
+            key = (run_dir(self.name) / f"n{node.index}" / "ssh_host_ed25519_key.pub").read_text().split()
+            lines.append(f"{node.management_address} {key[0]} {key[1]} {mark(self.name)}")
+        host.known_hosts_add(path, lines)
+
     def client(self, node: Node) -> docker.DockerClient:
+        # The lab drives its engines on their sockets, whatever --access gives bench.
         if node.index not in self.clients:
-            self.clients[node.index] = docker.DockerClient(base_url=node.docker_host(self.name), timeout=30)
+            self.clients[node.index] = docker.DockerClient(base_url=node.engine_url(self.name), timeout=30)
         return self.clients[node.index]
 
     def _ping(self, node: Node) -> bool:
@@ -459,9 +630,11 @@ class Lab:
     # Outputs ---------------------------------------------------------------------------------
     def outputs(self) -> dict[str, Any]:
         # The first node is the manager: swarm init ran there, the overlay was made there.
+        key = str(ssh_dir(self.name) / "id_ed25519") if self.spec.access == "ssh" else None
         return outputs_schema.document(
             stack=self.name, provider="local", mode=self.spec.mode,
-            nodes=[outputs_schema.node(n.name, n.address, n.docker_host(self.name)) for n in self.nodes],
+            nodes=[outputs_schema.node(n.name, n.address, n.docker_host(self.name), ssh_key_path=key)
+                   for n in self.nodes],
             keystore=(outputs_schema.keystore(f"{self.name}-keystore", self.keystore_address,
                                               self.keystore_url) if self.keystore_url else None),
             overlay_network=OVERLAY_NETWORK, link_rate=self.spec.link_rate,
@@ -496,6 +669,40 @@ def _wait_for(ready: Callable[[], bool], timeout_s: float, why: Callable[[], str
 
     if not poll(check, timeout_s, delay_s=0.05, max_delay_s=0.5, backoff=1.5):
         raise LabError(why())
+
+
+def _keygen(path: Path, comment: str) -> None:
+    host.run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path))
+
+
+def _sshd_config(node: Node, host_key: Path, authorized_keys: Path, engine: str, home: Path) -> str:
+    return f"""\
+# sshd of lab node {node.name}, in its namespace, on its management address only.
+ListenAddress {node.management_address}:{SSH_PORT}
+HostKey {host_key}
+PidFile none
+AuthorizedKeysFile {authorized_keys}
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+# The keys are in the lab's own state directory, not in a home directory.
+StrictModes no
+# As Debian's default sshd_config: a remote command's environment beyond these is refused.
+AcceptEnv LANG LC_*
+# Every session's docker CLI talks to this node's engine (docker system dial-stdio). HOME
+# is the node's own, as a droplet's root has one: this machine's dotfiles (a shell's rc
+# files, the docker CLI's configuration) stay out of the node's sessions.
+SetEnv DOCKER_HOST={engine} HOME={home}
+"""
+
+
+def _tcp_open(address: str, port: int) -> bool:
+    try:
+        socket.create_connection((address, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
 
 
 def _tcp_open_in(netns: Path, address: str, port: int) -> bool:
@@ -560,6 +767,7 @@ class _Survey:
     processes: list[int]
     mounts: list[str]
     cgroups: list[str]
+    known_hosts: list[str]
     directories: list[str]
     foreign: list[Foreign]
 
@@ -638,25 +846,46 @@ def _survey(name: str, report_processes: bool = False) -> _Survey:
         processes=sorted(pids),
         mounts=host.mounts_under(*map(str, ours_dirs)) if ours_dirs else [],
         cgroups=cgroup_dirs,
+        known_hosts=[f"{path}: {line.split()[0]}" for path in _known_hosts_files(recorded("known_hosts"))
+                     for line in host.known_hosts_lines(path, mark(name))],
         directories=[str(d) for d in ours_dirs],
         foreign=foreign,
     )
 
 
-def _blocked(name: str, first: Foreign, more: int = 0) -> LabError:
+def _known_hosts_files(recorded: list[dict[str, Any]]) -> list[Path]:
+    """Where the lab's known_hosts lines may be: the files its ledger names, and the user's
+    (lines there carry the lab's mark whatever the ledger says)."""
+    return sorted({Path(e["path"]) for e in recorded if "path" in e} | {known_hosts_file()})
+
+
+def _blocked(name: str, first: Foreign, more: int = 0, instead: str = "--name") -> LabError:
     also = (f" (and {more} more: see `python -m stacks.local residue --name {name}`)" if more else "")
     return LabError(f"{first.kind} {first.name} exists and was not made by overlay-bench for lab "
-                    f"{name}: remove it with `{first.remove}`, or choose another --name{also}")
+                    f"{name}: remove it with `{first.remove}`, or choose another {instead}{also}")
 
 
 def _refuse_blockers(lab: Lab, survey: _Survey) -> None:
-    """Look-alikes whose names `up` needs (or its state directories and cgroup)."""
+    """Look-alikes whose names `up` needs (or its state directories and cgroup), and host
+    keys of others for the nodes' management addresses (the docker SDK would take the first
+    key it finds there for a node's, and refuse the node)."""
     needed = {bridge_name(lab.name)} | {n.netns for n in lab.nodes} | {n.veth for n in lab.nodes}
     if lab.keystore:
         needed |= {keystore_netns(lab.name), keystore_veth(lab.name)}
+    if lab.spec.access == "ssh":
+        needed |= {management_bridge(lab.name)} | {management_veth(lab.name, n.index) for n in lab.nodes}
     blockers = [f for f in survey.foreign if f.kind in ("directory", "cgroup") or f.name in needed]
     if blockers:
         raise _blocked(lab.name, blockers[0], len(blockers) - 1)
+    if lab.spec.access == "ssh":
+        path = known_hosts_file()
+        keys = [Foreign("host key", f"for {n.management_address} in {path}",
+                        f"ssh-keygen -f {path} -R {n.management_address}")
+                for n in lab.nodes
+                for line in host.known_hosts_lines(path, hostname=n.management_address)
+                if line.split()[-1] != mark(lab.name)]
+        if keys:
+            raise _blocked(lab.name, keys[0], len(keys) - 1, instead="--management-subnet")
 
 
 # --- one writer, and interruptions ------------------------------------------------------------
@@ -676,11 +905,10 @@ def _writer(name: str) -> Iterator[None]:
         with contextlib.ExitStack() as stack:
             try:
                 # The lock file stays while the lab has anything on the machine.
-                stack.enter_context(ownership.exclusive(lock_path(name),
-                                                        keep=lambda: bool(_survey(name).residue())))
-            except ownership.Busy as busy:
-                who = f"process {busy.pid}" if busy.pid else "another process"
-                raise LabError(f"lab {name} is being changed by {who}: wait for it to finish "
+                stack.enter_context(locks.exclusive(lock_path(name),
+                                                    keep=lambda: bool(_survey(name).residue())))
+            except locks.Busy as busy:
+                raise LabError(f"lab {name} is being changed by {busy.holder()}: wait for it to finish "
                                "(or stop that process), then run this again") from None
             yield
     finally:
@@ -713,15 +941,17 @@ def _ignore(_signum: int, _frame: Any) -> None:
 
 def up(name: str, nodes: int = 2, mode: str = "classic", link_rate: str | None = None,
        mtu_bytes: int = 1500, subnet: str = DEFAULT_SUBNET, status: Status | None = None,
-       retain: bool = False) -> dict[str, Any]:
-    """Bring a lab up (or find it already up with the same spec) and return its outputs."""
-    spec = LabSpec(name, nodes, mode, link_rate, mtu_bytes, subnet)
+       retain: bool = False, **more: Any) -> dict[str, Any]:
+    """Bring a lab up (or find it already up with the same spec) and return its outputs.
+
+    `more`: the other LabSpec fields (access, firewall, bare, management_subnet)."""
+    spec = LabSpec(name, nodes, mode, link_rate, mtu_bytes, subnet, **more)
     status = status or Status()
     spec.check()
     _require_root("up")
     with _writer(name), _signals(_raise_interrupted):
         state = _read_state(name)
-        if state and state.get("spec") == dataclasses.asdict(spec) and _healthy(state["outputs"]):
+        if state and state.get("spec") == dataclasses.asdict(spec) and _healthy(name, state):
             with status.step(f"Lab {name} is already up"):
                 pass
             return state["outputs"]
@@ -764,14 +994,21 @@ def running(name: str, status: Status | None = None, **spec: Any) -> Iterator[di
             raise LabError(f"lab {name} left {left} after down")
 
 
-def _healthy(doc: dict[str, Any]) -> bool:
-    """Every engine answers and the manager still has the overlay network."""
+def _healthy(name: str, state: dict[str, Any]) -> bool:
+    """Every engine answers on its socket, the manager still has the overlay network (unless
+    the lab is bare), and every node's sshd answers (--access ssh)."""
+    doc, spec = state["outputs"], state.get("spec") or {}
     try:
-        for node in doc["nodes"]:
-            with contextlib.closing(docker.DockerClient(base_url=node["docker_host"], timeout=5)) as client:
+        for index, node in enumerate(doc["nodes"], start=1):
+            with contextlib.closing(docker.DockerClient(base_url=f"unix://{node_socket(name, index)}",
+                                                        timeout=5)) as client:
                 client.ping()
-                if node["role"] == "manager" and not client.networks.list(names=[doc["overlay_network"]]):
+                if not spec.get("bare") and node["role"] == "manager" \
+                        and not client.networks.list(names=[doc["overlay_network"]]):
                     return False
+            if node["docker_host"].startswith("ssh://") \
+                    and not _tcp_open(node["docker_host"].rsplit("@", 1)[1], SSH_PORT):
+                return False
         return True
     except (docker.errors.DockerException, OSError, KeyError):
         return False
@@ -784,7 +1021,7 @@ def status_of(name: str) -> dict[str, Any]:
     state = _read_state(name)
     if not state:
         raise LabError(f"no lab named {name!r} is up: run `python -m stacks.local up --name {name}`")
-    if not _healthy(state["outputs"]):
+    if not _healthy(name, state):
         raise LabError(f"lab {name!r} is not healthy (an engine does not answer): "
                        f"run `python -m stacks.local up --name {name}` again to rebuild it")
     return state["outputs"]
@@ -832,12 +1069,28 @@ def _remove_once(name: str) -> None:
         host.iptables_delete(rule)
     for cgroup in found.cgroups:
         host.remove_cgroup(Path(cgroup))
+    _remove_known_hosts(name)
     # The state directories hold the ledger: they go last, once nothing they record is left.
     left = _survey(name).residue()
     if set(left) <= {"directories"}:
         for directory in found.directories:
             shutil.rmtree(directory, ignore_errors=True)
     _remove_empty_roots()
+
+
+def _remove_known_hosts(name: str) -> None:
+    """The lab's lines (its mark is their comment); then the file and ~/.ssh themselves if
+    the lab made them and nothing else is in them."""
+    recorded = ledger(name).entries("known_hosts") if ownership.dir_owner(run_dir(name), name) == "ours" else []
+    for path in _known_hosts_files(recorded):
+        host.known_hosts_remove(path, mark(name))
+    for entry in recorded:
+        path = Path(entry.get("path", ""))
+        with contextlib.suppress(OSError):
+            if entry.get("made_file") and path.is_file() and not path.read_text().strip():
+                path.unlink()
+            if entry.get("made_dir"):
+                path.parent.rmdir()  # only when empty
 
 
 def residue(name: str) -> dict[str, list]:
@@ -866,7 +1119,9 @@ def list_labs() -> list[str]:
     if LOCK_ROOT.is_dir():
         names.update(p.stem for p in LOCK_ROOT.glob("*.lock") if NAME_RE.fullmatch(p.stem))
     marked = re.compile(rf"{re.escape(mark(''))}({NAME_RE.pattern})")
-    for text in [link.get("ifalias") or "" for link in host.links()] + sorted(host.iptables_comments()):
+    known_hosts = [line.split()[-1] for line in host.known_hosts_lines(known_hosts_file())]
+    for text in [link.get("ifalias") or "" for link in host.links()] + sorted(host.iptables_comments()) \
+            + known_hosts:
         match = marked.fullmatch(text)
         if match:
             names.add(match.group(1))

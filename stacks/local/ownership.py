@@ -1,4 +1,4 @@
-"""How a lab knows what is its own: marked state directories, a ledger, and a writer lock.
+"""How a lab knows what is its own: marked state directories and a ledger.
 
 We run as root beside other people's namespaces, links and processes, so nothing is ours
 because of its name (kind deletes by label, never by name). A lab's run directory carries a
@@ -7,19 +7,14 @@ exists or in the same step that creates it, with what identifies it (a namespace
 inode, a link's interface index, a process's start time). Removal checks that identity
 again, so an object re-created by someone else under the same name is not taken for ours.
 
-The lock is an flock on a file outside the state directories, which `down` removes; the
-file is unlinked by its holder when the lab is gone, and a waiter that finds its file
-unlinked starts over (the usual way to remove a lock file safely).
+One writer at a time: the lab holds common/locks.py's lock on a file outside the state
+directories (which `down` removes) while it changes the lab.
 """
 from __future__ import annotations
 
-import contextlib
 import errno
-import fcntl
 import json
 import os
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -90,65 +85,3 @@ class Ledger:
             if isinstance(entry, dict) and entry.get("kind") == kind:
                 found.append(entry)
         return found
-
-
-# --- one writer at a time ------------------------------------------------------------------
-
-class Busy(Exception):
-    """Another process holds the lock; `pid` is its process id (None if it did not say yet)."""
-
-    def __init__(self, pid: int | None):
-        super().__init__(pid)
-        self.pid = pid
-
-
-def _holder(path: Path) -> int | None:
-    # The holder writes its pid right after taking the lock: give it a moment to.
-    for _ in range(20):
-        try:
-            text = path.read_text().strip()
-        except OSError:
-            text = ""
-        if text.isdigit():
-            return int(text)
-        time.sleep(0.05)
-    return None
-
-
-def _acquire(path: Path) -> int:
-    for _ in range(100):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except FileNotFoundError:  # its directory was removed (as empty) meanwhile
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise Busy(_holder(path)) from None
-        try:
-            same = os.stat(path).st_ino == os.fstat(fd).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-            return fd
-        os.close(fd)  # the previous holder unlinked it after we opened it: start over
-    raise OSError(f"cannot take the lock {path}: it keeps being removed")
-
-
-@contextlib.contextmanager
-def exclusive(path: Path, keep: Callable[[], bool]) -> Iterator[None]:
-    """Hold the lock `path` or raise Busy at once (never wait). On release the file is
-    unlinked, while still held, unless `keep()` says the thing it guards still exists."""
-    fd = _acquire(path)
-    try:
-        yield
-    finally:
-        try:
-            if not keep():
-                path.unlink(missing_ok=True)
-        finally:
-            os.close(fd)

@@ -17,6 +17,10 @@ from common.errors import UserError
 from stacks.outputs import MODES
 
 DEFAULT_SUBNET = "10.213.0.0/24"
+# The management network of --access ssh: the root namespace's side of the nodes' "public"
+# interfaces (its own subnet, as a droplet's public address is apart from its VPC's).
+DEFAULT_MANAGEMENT_SUBNET = "10.214.0.0/24"
+ACCESS = ("unix", "ssh")
 NAME_RE = re.compile(r"[a-z0-9]{1,8}")  # fits interface names: "ob-" + name + "-kv" <= 15; fullmatch it
 MIN_NODES, MAX_NODES = 2, 50
 MTU_MIN_BYTES, MTU_MAX_BYTES = 1280, 9000
@@ -26,7 +30,8 @@ MIN_LINK_RATE_BITS_PER_S = 1000
 
 # field of LabSpec -> the option of `python -m stacks.local up` that sets it
 FLAGS = {"name": "--name", "nodes": "--nodes", "mode": "--mode", "link_rate": "--link-rate",
-         "mtu_bytes": "--mtu", "subnet": "--subnet"}
+         "mtu_bytes": "--mtu", "subnet": "--subnet", "access": "--access", "firewall": "--firewall",
+         "bare": "--bare", "management_subnet": "--management-subnet"}
 
 
 class LabError(UserError):
@@ -49,6 +54,14 @@ class LabSpec:
     link_rate: str | None = None
     mtu_bytes: int = 1500
     subnet: str = DEFAULT_SUBNET
+    # unix: engines reached on their unix sockets; ssh: as droplets are, over SSH to each
+    # node's management address (sshd in its namespace).
+    access: str = "unix"
+    # Inbound rules of stacks/firewall.py, with iptables in each node's namespace.
+    firewall: bool = False
+    # Machines only: engines (and classic mode's key-value store), no swarm, no overlay.
+    bare: bool = False
+    management_subnet: str = DEFAULT_MANAGEMENT_SUBNET
 
     def check(self) -> None:
         """Raise SpecError for the first field out of the lab's limits."""
@@ -70,14 +83,30 @@ class LabSpec:
             rate_bits_per_s(self.link_rate)
         if self.network.num_addresses < MIN_SUBNET_ADDRESSES:
             raise SpecError("subnet", self.subnet, "use a /26 or larger")
+        if self.access not in ACCESS:
+            raise SpecError("access", self.access, f"use {' or '.join(ACCESS)}")
+        if self.access == "ssh":
+            management = self.management_network
+            if management.num_addresses < MIN_SUBNET_ADDRESSES:
+                raise SpecError("management_subnet", self.management_subnet, "use a /26 or larger")
+            if management.overlaps(self.network):
+                raise SpecError("management_subnet", self.management_subnet,
+                                f"it overlaps the lab subnet {self.subnet}: choose another")
 
     @property
     def network(self) -> ipaddress.IPv4Network:
-        try:
-            return ipaddress.IPv4Network(self.subnet)
-        except ValueError as exc:
-            raise SpecError("subnet", self.subnet, f"not an IPv4 network ({exc}): use for "
-                            f"example {DEFAULT_SUBNET}") from None
+        return _network("subnet", self.subnet, DEFAULT_SUBNET)
+
+    @property
+    def management_network(self) -> ipaddress.IPv4Network:
+        return _network("management_subnet", self.management_subnet, DEFAULT_MANAGEMENT_SUBNET)
+
+
+def _network(field: str, value: str, example: str) -> ipaddress.IPv4Network:
+    try:
+        return ipaddress.IPv4Network(value)
+    except ValueError as exc:
+        raise SpecError(field, value, f"not an IPv4 network ({exc}): use for example {example}") from None
 
 
 _RATE_UNITS = {"bit": 1, "kbit": 10**3, "mbit": 10**6, "gbit": 10**9, "tbit": 10**12}
