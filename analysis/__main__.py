@@ -49,7 +49,7 @@ def default_out(sessions) -> Path:
     return sessions[-1].path.parent / f"analysis-{digest}"
 
 
-def print_table(display, plain: bool) -> None:
+def print_table(display, notes: list[str], plain: bool) -> None:
     if not plain and sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
@@ -58,14 +58,20 @@ def print_table(display, plain: bool) -> None:
             table.add_column(str(column), overflow="fold")
         for row in display.itertuples(index=False):
             table.add_row(*[str(v) for v in row])
-        Console().print(table)
+        console = Console()
+        console.print(table)
+        for line in notes:
+            console.print(line, markup=False, highlight=False)
         return
     from analysis.report import markdown_table
     print(markdown_table(display))
+    if notes:
+        print()
+        print("\n".join(notes))
 
 
 def run_analysis(args) -> int:
-    from analysis import load, parallel, report
+    from analysis import load, parallel, precision, report
     from analysis import table as tbl
 
     # Bad paths fail here, before any work.
@@ -85,9 +91,10 @@ def run_analysis(args) -> int:
         setups = load.assign_setups(sessions, args.merge)
         runs = load.runs_table(setups)
         providers = {label: members[0].metadata["stack_outputs"]["provider"] for label, members in setups.items()}
-        summary = tbl.summarize(runs, providers, load.node_mtus(setups))
+        summary = tbl.summarize(runs, providers, load.node_mtus(setups), precision.targets(setups))
         written = report.write(out, setups, runs, summary, problems, pool)
-    print_table(tbl.display_table(summary, compact=True), args.plain)
+    notes = tbl.Footnotes()
+    print_table(tbl.terminal_table(summary, notes), notes.lines(), args.plain)
     if problems:
         print(f"{len(problems)} damaged line(s) skipped (listed above and in report.md)", file=sys.stderr)
     print(f"wrote {out}/: {', '.join(written)}", file=sys.stderr)

@@ -97,7 +97,7 @@ def read_metadata(path: Path, shown: str) -> dict[str, Any]:
         raise AnalysisError(f"cannot read {meta_path}: {exc.strerror or exc}") from None
     except fmt.UnreadableVersion as exc:
         raise AnalysisError(f"{meta_path} has format_version {exc.version!r}; this analysis reads "
-                            f"version {fmt.FORMAT_VERSION}: use the overlay-bench that wrote it") from None
+                            f"version {fmt.readable_versions_text()}: use the overlay-bench that wrote it") from None
     except fmt.FormatError as exc:
         raise AnalysisError(f"{meta_path}: {exc} (see docs/results-format.md): the session is "
                             "damaged; leave it out or repair the file") from None
@@ -235,9 +235,12 @@ def _problems(frame: pd.DataFrame) -> np.ndarray:
     if wrong_version.any():
         shown = version.map(repr)
         for value in shown[wrong_version & ~bad].unique():
-            flag(wrong_version & (shown == value), f"format_version {value}, expected {fmt.FORMAT_VERSION}")
+            flag(wrong_version & (shown == value), f"format_version {value}, expected {fmt.readable_versions_text()}")
     for column, allowed in fmt.ENUM_FIELDS.items():
         flag(~frame[column].isin(allowed), f"{column} is not one of {', '.join(allowed)}")
+    for column, allowed in fmt.OPTIONAL_ENUM_FIELDS.items():
+        flag(frame[column].notna() & ~frame[column].isin(allowed),
+             f"{column} is not one of {', '.join(allowed)} (or null)")
     for column in fmt.STRING_FIELDS:
         values = frame[column]
         if pd.api.types.infer_dtype(values, skipna=True) != "string":

@@ -101,3 +101,24 @@ def vxlan_bound_percent(protocol, host_mtu, overlay_mtu) -> np.ndarray:
     header = np.asarray(pd.Series(protocol).map(PAYLOAD_HEADER_BYTES), dtype=float)
     with np.errstate(invalid="ignore", divide="ignore"):
         return ((np.asarray(overlay_mtu, float) - header) / (np.asarray(host_mtu, float) - header) - 1) * 100
+
+
+def welch_difference_ci(mean_a, sd_a, n_a, mean_b, sd_b, n_b):
+    """The CONFIDENCE interval of mean_a - mean_b (independent samples, unequal variances):
+    the interval Welch's test inverts. NaN when a side has n < 2; exact when neither has spread."""
+    mean_a, sd_a, n_a, mean_b, sd_b, n_b = (np.asarray(x, dtype=float) for x in (mean_a, sd_a, n_a, mean_b, sd_b, n_b))
+    va, vb = np.square(sd_a) / n_a, np.square(sd_b) / n_b
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df = np.where((va == 0) & (vb == 0), np.inf, welch_df(sd_a, n_a, sd_b, n_b))
+        half = t_quantile(df) * np.sqrt(va + vb)
+    diff = mean_a - mean_b
+    bad = (n_a < 2) | (n_b < 2)
+    return np.where(bad, np.nan, diff - half), np.where(bad, np.nan, diff + half)
+
+
+def clip_at_zero(low) -> np.ndarray:
+    """The low end of an interval of a quantity that cannot be negative (a throughput, a latency,
+    a loss): the part below zero holds no possible value, so cutting it keeps the coverage."""
+    low = np.asarray(low, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.where(low < 0, 0.0, low)

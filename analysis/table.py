@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis import stats
+from analysis import cpu, metrics, precision, stats
 from bench.results_format import NETWORKS, TOOL_METRICS
 
 CASE_KEYS = ["tool", "protocol", "streams", "direction", "server_node", "client_node",
@@ -50,8 +50,11 @@ def number_rows(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def summarize(runs: pd.DataFrame, providers: dict[str, str],
-              mtus: dict[tuple[str, str], tuple[float, float]]) -> pd.DataFrame:
-    """The table as numbers (summary.csv): one row per setup and case.
+              mtus: dict[tuple[str, str], tuple[float, float]],
+              precision_targets: dict[str, float] | None = None) -> pd.DataFrame:
+    """The table as numbers (summary.csv): one row per setup and case, with the CPU cost
+    (analysis/cpu.py), every other metric recorded (analysis/metrics.py) and the precision
+    reached (analysis/precision.py, against each setup's target in `precision_targets`).
 
     Adds the column `row` to `runs`: the index of the run's row in the table.
     """
@@ -62,8 +65,9 @@ def summarize(runs: pd.DataFrame, providers: dict[str, str],
     done = runs.loc[runs["status"] != "failed", ["session", "run_id"]]
     retried = (runs["status"] == "failed") & pd.MultiIndex.from_frame(runs[["session", "run_id"]]).isin(
         pd.MultiIndex.from_frame(done))
+    counted = runs[~retried]
     # Group by the row number rather than by nine key columns: much faster on many runs.
-    runs = runs.loc[~retried, ["row", "network", "status", "reason"]].assign(value=metric_values(runs[~retried]))
+    runs = counted[["row", "network", "status", "reason"]].assign(value=metric_values(counted))
     ok = runs[runs["status"] == "ok"]
     desc = stats.describe(ok.set_index(["row", "network"])["value"], ["row", "network"])
     counts = runs.groupby(["row", "network", "status"]).size().unstack("status")
@@ -85,7 +89,8 @@ def summarize(runs: pd.DataFrame, providers: dict[str, str],
         table[f"{net}_median"] = d["median"].to_numpy()
         table[f"{net}_sd"] = d["sd"].to_numpy()
         table[f"{net}_n"] = d["n"].fillna(0).astype(int).to_numpy()
-        table[f"{net}_ci_low"] = d["ci_low"].to_numpy()
+        # Throughput and latency cannot be negative: an interval is cut at zero.
+        table[f"{net}_ci_low"] = stats.clip_at_zero(d["ci_low"].to_numpy())
         table[f"{net}_ci_high"] = d["ci_high"].to_numpy()
         for status in ("failed", "skipped"):
             col = c[status] if status in c else pd.Series(np.nan, index=full)
@@ -106,6 +111,12 @@ def summarize(runs: pd.DataFrame, providers: dict[str, str],
             p = stats.welch_p(*args)
             table[f"{net}_welch_p"] = p
             table[f"{net}_significant"] = pd.Series(p < stats.ALPHA).where(~np.isnan(p))
+
+    table = table.copy()  # one block per dtype again: pandas warns of a frame built column by column
+    cpu.add_columns(table, counted, networks)
+    # Many columns at once: one by one, pandas would fragment the frame.
+    table = pd.concat([table, metrics.columns(counted, networks, len(table))], axis=1).copy()
+    precision.add_columns(table, networks, precision_targets or {})
 
     host_mtu = _pair_mtu(table, mtus, 0)
     overlay_mtu = _pair_mtu(table, mtus, 1)
@@ -165,14 +176,41 @@ def fmt_p(p) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def network_status(row, net: str) -> str | None:
-    """Why a network has no statistics in this row, or None when it has some."""
+def interval_text(low, high, digits: int = 1, sign: bool = False, unbounded: bool = False) -> str:
+    if _nan(low) or _nan(high):
+        return "unbounded" if unbounded else ""
+    return f"[{fmt(low, digits, sign)}, {fmt(high, digits, sign)}]"
+
+
+class Footnotes:
+    """Reasons told once: a table cell says `unsupported [1]`, the note under the table says why.
+
+    One instance per rendering, shared by its tables, so a reason keeps its number everywhere.
+    """
+
+    def __init__(self) -> None:
+        self.texts: list[str] = []
+
+    def ref(self, text: str) -> str:
+        if text not in self.texts:
+            self.texts.append(text)
+        return f"[{self.texts.index(text) + 1}]"
+
+    def lines(self) -> list[str]:
+        return [f"[{i}] {text}" for i, text in enumerate(self.texts, 1)]
+
+
+def network_status(row, net: str, notes: Footnotes) -> str | None:
+    """Why a network has no statistics in this row (a footnote tells the reason), or None when
+    it has some."""
     if row[f"{net}_n"] > 0:
         return None
-    if row[f"{net}_skipped"] > 0:
-        return f"unsupported: {row[f'{net}_skipped_reason'] or 'no reason given'}"
-    if row[f"{net}_failed"] > 0:
-        return f"all {row[f'{net}_failed']} runs failed: {row[f'{net}_failed_reason'] or 'no reason given'}"
+    for status, cell in (("skipped", "unsupported"), ("failed", f"all {row[f'{net}_failed']} runs failed")):
+        if row[f"{net}_{status}"] > 0:
+            reason = row[f"{net}_{status}_reason"] or "no reason given"
+            # bench's reasons usually start with the network's name; say it where they do not.
+            text = reason if str(reason).startswith(net) else f"{net}: {reason}"
+            return f"{cell} {notes.ref(text)}"
     return "-"
 
 
@@ -185,73 +223,126 @@ def significance_text(row, net: str) -> str:
     return "yes" if p < stats.ALPHA else "no"
 
 
-def display_table(table: pd.DataFrame, compact: bool = False) -> pd.DataFrame:
-    """The table as text cells: report.md and report.html (full) or the terminal (compact)."""
-    networks = [n for n in NETWORKS if f"{n}_n" in table]
+def records(table: pd.DataFrame) -> list[dict]:
+    """The rows as dicts: a tenth of the time of iterrows() on a wide table."""
+    return table.to_dict("records")
+
+
+def table_networks(table: pd.DataFrame) -> list[str]:
+    return [n for n in NETWORKS if f"{n}_n" in table]
+
+
+def compared_networks(table: pd.DataFrame) -> list[str]:
+    """The networks with a "vs host" column: those measured in some case, host present."""
+    return [n for n in table_networks(table) if n != "host" and f"{n}_overhead_percent" in table]
+
+
+def uses_vxlan(net: str) -> bool:
+    """The overlays (plain or encrypted) carry VXLAN's 50 bytes; other networks do not."""
+    return net.startswith("overlay")
+
+
+def _mean_text(row, net: str, notes: Footnotes, n: bool = True) -> str:
+    status = network_status(row, net, notes)
+    if status:
+        return status
+    # The interval may be cut at zero; the half-width said is the upper one (the larger).
+    half = row[f"{net}_ci_high"] - row[f"{net}_mean"]
+    pm = f" ± {fmt(half)}" if not _nan(half) else ""
+    failed = f", +{row[f'{net}_failed']} failed" if row[f"{net}_failed"] else ""
+    return f"{fmt(row[f'{net}_mean'])}{pm}" + (f" (n={row[f'{net}_n']}{failed})" if n else "")
+
+
+def _overhead_text(row, net: str, notes: Footnotes, p: bool = True, unit: str = "") -> str:
+    """`-3.4% [-3.5, -3.3] p<0.001`: the change against host, its interval, Welch's p."""
+    status = network_status(row, net, notes)
+    if status:
+        return status
+    over = row[f"{net}_overhead_percent"]
+    if _nan(over):
+        return ""
+    measured = min(row["host_n"], row[f"{net}_n"]) >= 2
+    ci = interval_text(row[f"{net}_overhead_ci_low_percent"], row[f"{net}_overhead_ci_high_percent"],
+                       sign=True, unbounded=measured)
+    text = f"{fmt(over, sign=True)}{unit} {ci}".strip()
+    if not p:
+        return text
+    sig = significance_text(row, net)
+    if sig in ("yes", "no"):
+        p_text = fmt_p(row[f"{net}_welch_p"])
+        return text + " p" + ("" if p_text.startswith("<") else "=") + p_text
+    return f"{text} {sig}"
+
+
+def terminal_table(table: pd.DataFrame, notes: Footnotes) -> pd.DataFrame:
+    """The table printed by the command: per network mean ± half-width (n), against host."""
     rows = []
-    for _, row in table.iterrows():
+    for row in records(table):
         out = {"stack": row["setup"], "case": case_label(row), "metric": row["unit"]}
-        for net in networks:
-            status = network_status(row, net)
-            n_text = str(row[f"{net}_n"]) + (f" (+{row[f'{net}_failed']} failed)" if row[f"{net}_failed"] else "")
-            if compact:
-                if status:
-                    out[net] = status
-                else:
-                    half = (row[f"{net}_ci_high"] - row[f"{net}_ci_low"]) / 2
-                    pm = f" ± {fmt(half)}" if not _nan(half) else ""
-                    failed = f", +{row[f'{net}_failed']} failed" if row[f"{net}_failed"] else ""
-                    out[net] = f"{fmt(row[f'{net}_mean'])}{pm} (n={row[f'{net}_n']}{failed})"
-                continue
-            if not (table[f"{net}_n"] > 0).any():
-                # Never measured (unsupported everywhere, say): one column says why.
-                out[net] = status
-                continue
-            out[f"{net} mean"] = status or fmt(row[f"{net}_mean"])
-            out[f"{net} median"] = "" if status else fmt(row[f"{net}_median"])
-            out[f"{net} sd"] = "" if status else fmt(row[f"{net}_sd"])
-            out[f"{net} n"] = n_text if not status or row[f"{net}_failed"] else ""
-            out[f"{net} 95% CI"] = "" if status else _interval(row[f"{net}_ci_low"], row[f"{net}_ci_high"])
-        for net in networks:
-            # No column for a network never measured (e.g. unsupported everywhere).
-            if net == "host" or f"{net}_overhead_percent" not in table or not (table[f"{net}_n"] > 0).any():
-                continue
-            over = row[f"{net}_overhead_percent"]
-            # Both sides measured at least twice yet no interval: Fieller's is unbounded.
-            measured = min(row["host_n"], row[f"{net}_n"]) >= 2
-            ci = _interval(row[f"{net}_overhead_ci_low_percent"], row[f"{net}_overhead_ci_high_percent"],
-                           sign=True, unbounded=measured)
-            sig = significance_text(row, net)
-            if compact:
-                text = ""
-                if not _nan(over):
-                    text = f"{fmt(over, sign=True)}% {ci}".strip()
-                    if sig in ("yes", "no"):
-                        p_text = fmt_p(row[f"{net}_welch_p"])
-                        text += " p" + ("" if p_text.startswith("<") else "=") + p_text
-                    else:
-                        text += f" {sig}"
-                out[f"{net} vs host %"] = text
-                continue
-            out[f"{net} vs host %"] = fmt(over, sign=True)
-            out[f"{net} vs host 95% CI"] = ci
-            out[f"{net} Welch p"] = fmt_p(row[f"{net}_welch_p"])
-            out[f"{net} significant"] = sig
+        for net in table_networks(table):
+            out[net] = _mean_text(row, net, notes)
+        for net in compared_networks(table):
+            if (table[f"{net}_n"] > 0).any():
+                out[f"{net} vs host %"] = _overhead_text(row, net, notes, unit="%")
         out["VXLAN bound %"] = fmt(row["vxlan_bound_percent"], 2, sign=True)
-        if compact:
-            out["2015"] = "" if _nan(row["ref2015_host_mbps"]) else (
-                f"{row['ref2015']}: {fmt(row['ref2015_host_mbps'], 0)} -> {fmt(row['ref2015_overlay_mbps'], 0)}"
-                f" ({fmt(row['ref2015_overhead_percent'], sign=True)}%)")
-        else:
-            out["2015 ref"] = "" if _nan(row["ref2015_host_mbps"]) else row["ref2015"]
-            out["2015 host"] = fmt(row["ref2015_host_mbps"])
-            out["2015 overlay"] = fmt(row["ref2015_overlay_mbps"])
-            out["2015 overlay vs host %"] = fmt(row["ref2015_overhead_percent"], sign=True)
+        out["2015"] = "" if _nan(row["ref2015_host_mbps"]) else (
+            f"{row['ref2015']}: {fmt(row['ref2015_host_mbps'], 0)} -> {fmt(row['ref2015_overlay_mbps'], 0)}"
+            f" ({fmt(row['ref2015_overhead_percent'], sign=True)}%)")
         rows.append(out)
     return pd.DataFrame(rows)
 
 
-def _interval(low, high, sign: bool = False, unbounded: bool = False) -> str:
-    if _nan(low) or _nan(high):
-        return "unbounded" if unbounded else ""
-    return f"[{fmt(low, sign=sign)}, {fmt(high, sign=sign)}]"
+def comparison_table(table: pd.DataFrame, notes: Footnotes) -> pd.DataFrame:
+    """The report's main table, narrow enough for a 1400 px window whatever the networks: host's
+    mean, then each other network against host (its own means are in details_table)."""
+    compared = compared_networks(table) if (table.get("host_n", pd.Series(dtype=int)) > 0).any() else []
+    rows = []
+    for row in records(table):
+        out = {"stack": row["setup"], "case": case_label(row), "unit": row["unit"]}
+        if compared:
+            out["host"] = _mean_text(row, "host", notes)
+            for net in compared:
+                out[f"{net} vs host %"] = _overhead_text(row, net, notes, p=False)
+        else:  # nothing to compare with: each network's mean
+            for net in table_networks(table):
+                out[net] = _mean_text(row, net, notes)
+        out["VXLAN bound %"] = fmt(row["vxlan_bound_percent"], 2, sign=True)
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def details_table(table: pd.DataFrame, notes: Footnotes) -> pd.DataFrame:
+    """Every figure of the comparison: per network mean, median, sd, n, interval; against host
+    the change, its interval, Welch's p, significance; the 2015 figures."""
+    networks = table_networks(table)
+    rows = []
+    for row in records(table):
+        out = {"stack": row["setup"], "case": case_label(row), "unit": row["unit"]}
+        for net in networks:
+            status = network_status(row, net, notes)
+            if not (table[f"{net}_n"] > 0).any():
+                out[net] = status  # never measured: one column says why
+                continue
+            out[f"{net} mean"] = status or fmt(row[f"{net}_mean"])
+            out[f"{net} median"] = "" if status else fmt(row[f"{net}_median"])
+            out[f"{net} sd"] = "" if status else fmt(row[f"{net}_sd"])
+            failed = f" (+{row[f'{net}_failed']} failed)" if row[f"{net}_failed"] else ""
+            out[f"{net} n"] = f"{row[f'{net}_n']}{failed}" if not status or row[f"{net}_failed"] else ""
+            out[f"{net} 95% CI"] = "" if status else interval_text(row[f"{net}_ci_low"], row[f"{net}_ci_high"])
+        for net in compared_networks(table):
+            if not (table[f"{net}_n"] > 0).any():
+                continue
+            measured = min(row["host_n"], row[f"{net}_n"]) >= 2
+            out[f"{net} vs host %"] = fmt(row[f"{net}_overhead_percent"], sign=True)
+            out[f"{net} vs host 95% CI"] = interval_text(row[f"{net}_overhead_ci_low_percent"],
+                                                         row[f"{net}_overhead_ci_high_percent"],
+                                                         sign=True, unbounded=measured)
+            out[f"{net} Welch p"] = fmt_p(row[f"{net}_welch_p"])
+            out[f"{net} significant"] = significance_text(row, net)
+        out["VXLAN bound %"] = fmt(row["vxlan_bound_percent"], 2, sign=True)
+        out["2015 ref"] = "" if _nan(row["ref2015_host_mbps"]) else row["ref2015"]
+        out["2015 host"] = fmt(row["ref2015_host_mbps"])
+        out["2015 overlay"] = fmt(row["ref2015_overlay_mbps"])
+        out["2015 overlay vs host %"] = fmt(row["ref2015_overhead_percent"], sign=True)
+        rows.append(out)
+    return pd.DataFrame(rows)

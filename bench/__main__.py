@@ -18,8 +18,8 @@ from bench import ports, store
 from bench import stack as bench_stack
 from bench.plan import PlanError
 from bench.progress import Progress
-from bench.session import Session, static_skip
-from common.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, UserError
+from bench.session import Session, check_resumable, static_skip
+from common.errors import EXIT_ENVIRONMENT, EXIT_INTERRUPTED, EXIT_USAGE, UserError
 
 
 def _csv(kind):
@@ -33,11 +33,18 @@ def _csv(kind):
 
 
 MATRIX_OPTIONS = ("networks", "tools", "protocols", "streams", "directions", "runs", "duration_s",
-                  "warmup_s", "pairs", "udp_target_mbps", "port_base")
+                  "warmup_s", "pairs", "udp_target_mbps", "port_base", "precision_points", "max_runs")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake told in one line (its usage block is for --help)."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"bench: {message} (see python -m bench --help)\n")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m bench", description=__doc__.splitlines()[0])
     src = p.add_argument_group("input")
     src.add_argument("--stack", metavar="NAME", help="read the outputs of this Pulumi stack")
     src.add_argument("--outputs", metavar="FILE", help="read the outputs document from a file")
@@ -63,8 +70,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     m.add_argument("--shuffle", action="store_true", help="shuffle the cases within each round")
     m.add_argument("--seed", type=int, help="shuffle seed (recorded; random when not given)")
     m.add_argument("--port-base", dest="port_base", type=int,
-                   help=f"first server port (default {ports.DEFAULT_BASE}; runs rotate over {ports.ROTATION} "
-                        f"ports, inside the {ports.OPEN[0]}-{ports.OPEN[1]} the stacks' firewalls open)")
+                   help=f"first server port (default {ports.DEFAULT_BASE}; one port per server, one server "
+                        f"per case, inside the {ports.OPEN[0]}-{ports.OPEN[1]} the stacks' firewalls open)")
+    m.add_argument("--precision", dest="precision_points", type=float, metavar="PCT",
+                   help="add rounds until every network's 95%% interval against host has a half-width "
+                   f"of at most PCT percentage points (--runs: the rounds before the first check, "
+                   f"default {bench_plan.PRECISION_MIN_RUNS})")
+    m.add_argument("--max-runs", dest="max_runs", type=int, metavar="N",
+                   help=f"with --precision: at most N runs per case (default {bench_plan.PRECISION_MAX_RUNS})")
     r = p.add_argument_group("running")
     r.add_argument("--dry-run", action="store_true", help="list the cases and the estimated time, run nothing")
     r.add_argument("--keep-going", action="store_true",
@@ -103,8 +116,12 @@ def _outputs(args: argparse.Namespace, meta: dict[str, Any] | None) -> dict[str,
 def dry_run(plan: bench_plan.Plan, outputs: dict[str, Any], done: set[str], out=print) -> None:
     names = [n["name"] for n in outputs["nodes"]]
     cases = bench_plan.cases(plan, names)
+    ports = bench_plan.server_ports(plan, cases)
     runs = [r for r in bench_plan.run_order(plan, cases) if r.run_id not in done]
-    out(f"{len(cases)} cases x {plan.runs} runs, {plan.duration_s} s each after {plan.warmup_s} s warm-up"
+    count = f"{plan.runs} runs" if plan.precision_points is None else (
+        f"{plan.runs} to {plan.max_rounds} runs (until every interval against host is within "
+        f"+-{plan.precision_points:g} points)")
+    out(f"{len(cases)} cases x {count}, {plan.duration_s} s each after {plan.warmup_s} s warm-up"
         f" (profile {plan.profile}, stack {outputs['stack']}, {outputs['mode']} mode)")
     for case in cases:
         reason = static_skip(case, outputs)
@@ -115,8 +132,10 @@ def dry_run(plan: bench_plan.Plan, outputs: dict[str, Any], done: set[str], out=
     runnable = [r for r in runs if static_skip(r.case, outputs) is None]
     est = bench_plan.estimate_s(plan, runnable)
     order = f"shuffled within rounds, seed {plan.seed}" if plan.shuffle else "interleaved by round"
-    out(f"{len(runs)} runs to do ({len(runnable)} measured), {order}; estimated {est / 60:.1f} min "
-        f"({bench_plan.RUN_OVERHEAD_S} s overhead per run)")
+    first = "in the first rounds " if plan.precision_points is not None else ""
+    out(f"{len(runs)} runs to do {first}({len(runnable)} measured), {order}; estimated {est / 60:.1f} min "
+        f"({bench_plan.RUN_OVERHEAD_S} s overhead per run, {bench_plan.SERVER_START_S:g} s per server)")
+    out(f"server ports {min(ports.values())}-{max(ports.values())}: one per network, tool, protocol and node pair")
 
 
 def _resumed(resume: Path, args: argparse.Namespace, held: contextlib.ExitStack) -> tuple[
@@ -125,6 +144,7 @@ def _resumed(resume: Path, args: argparse.Namespace, held: contextlib.ExitStack)
     runs are done. Unless this is a dry run, this process becomes the session's one writer
     first (`held` keeps the lock): another process running it is refused at once."""
     meta = store.read_metadata(resume)
+    check_resumable(meta, resume)
     try:
         plan = bench_plan.Plan.from_json(meta["plan"])
     except (PlanError, TypeError, ValueError) as exc:

@@ -382,18 +382,19 @@ def overlay_subnet(clients: dict[str, docker.DockerClient], overlay: str) -> str
     return None
 
 
-def node_facts(client: docker.DockerClient, node: dict[str, Any], image: str, overlay: str,
+def node_facts(client: docker.DockerClient, node: dict[str, Any], image: str, overlay: str | None,
                overlay_net: str | None, session: str) -> dict[str, Any]:
-    """Engine version, kernel, OS, and the MTUs of the host link and of the overlay network."""
+    """Engine version, kernel, OS, and the MTUs of the host link and of the overlay network
+    (None for `overlay`: the plan measures no overlay, and its MTU is not read)."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         # The overlay container's attach is the slow part (about 1 s): both at once.
         # The host-network container also prints the tool versions: one container less.
         host_f = pool.submit(run_in, client, image, ["sh", "-c", _MTU_SCRIPT + "; " + _VERSIONS_SCRIPT],
                              session=session, network_mode="host")
         ovl_f = pool.submit(with_store_retries, lambda: run_in(client, image, ["sh", "-c", _MTU_SCRIPT],
-                                                               session=session, network=overlay))
+                                                               session=session, network=overlay)) if overlay else None
         info = client.info()
-        host, ovl = host_f.result(), ovl_f.result()
+        host, ovl = host_f.result(), ovl_f.result() if ovl_f else None
     facts = {
         "engine_version": info.get("ServerVersion"),
         "kernel": info.get("KernelVersion"),
@@ -402,6 +403,8 @@ def node_facts(client: docker.DockerClient, node: dict[str, Any], image: str, ov
         "overlay_mtu_bytes": None,
         "tool_versions": tools.versions(host),
     }
+    if ovl is None:
+        return facts
     if overlay_net:
         facts["overlay_mtu_bytes"] = mtu_for_subnet(ovl, overlay_net)
     if facts["overlay_mtu_bytes"] is None:
@@ -453,11 +456,16 @@ def _remove_labelled(clients: dict[str, docker.DockerClient], label: str, timeou
     unreachable = []
 
     def clean(name: str, client: docker.DockerClient) -> None:
+        def remove(ctr) -> None:
+            with contextlib.suppress(docker.errors.APIError):
+                ctr.remove(force=True)
+
         def none_left() -> bool:
             ctrs = client.containers.list(all=True, sparse=True, filters={"label": label})
-            for ctr in ctrs:
-                with contextlib.suppress(docker.errors.APIError):
-                    ctr.remove(force=True)
+            # All at once: a session keeps a few containers up on each node (servers, clients,
+            # its CPU sampler), and each removal waits for its process to end.
+            with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, min(8, len(ctrs)))) as pool:
+                list(pool.map(remove, ctrs))
             return not ctrs
 
         try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import random
 from collections.abc import Iterator
 from typing import Any
@@ -19,9 +20,15 @@ from common.errors import UsageError
 
 PAIRS = ("first", "all", "ring")
 
-# Seconds a run costs beyond its measured time (containers, readiness, parsing); used only
-# for the --dry-run estimate. Measured: benchmarks/harness_overhead.py.
-RUN_OVERHEAD_S = 0.5
+# Seconds a run costs beyond its measured time (the client's exec, the tool's own start and
+# end, parsing, storing); used only for the --dry-run estimate. Measured:
+# benchmarks/harness_overhead.py. Servers start once per case (SERVER_START_S).
+RUN_OVERHEAD_S = 0.2
+SERVER_START_S = 1.0
+# With --precision and no --runs: rounds before the stopping rule is first applied (netperf's
+# -i 30,3 minimum), and the most rounds with no --max-runs (its maximum).
+PRECISION_MIN_RUNS = 3
+PRECISION_MAX_RUNS = 30
 
 
 class PlanError(UsageError):
@@ -45,6 +52,11 @@ class Plan:
     shuffle: bool = False
     seed: int | None = None
     port_base: int = ports.DEFAULT_BASE
+    # Precision on demand: rounds are added after `runs` until every network's interval
+    # against host has a half-width of at most `precision_points` percentage points, or
+    # `max_runs` rounds are done (bench/precision.py). None: exactly `runs` rounds.
+    precision_points: float | None = None
+    max_runs: int | None = None
 
     def __post_init__(self) -> None:
         for field, allowed in (("networks", NETWORKS), ("tools", TOOLS),
@@ -71,6 +83,21 @@ class Plan:
         problem = ports.base_problem(self.port_base)
         if problem:
             raise PlanError(problem)
+        if self.max_runs is not None and self.precision_points is None:
+            raise PlanError("--max-runs only makes sense with --precision")
+        if self.precision_points is not None:
+            if not (math.isfinite(self.precision_points) and self.precision_points > 0):
+                raise PlanError("--precision must be a positive number of percentage points, e.g. 1")
+            if "host" not in self.networks or len(self.networks) < 2:
+                raise PlanError("--precision bounds each network's interval against host: give host "
+                                "and at least one other network in --networks")
+            if self.max_runs is None or self.max_runs < self.runs:
+                raise PlanError(f"--max-runs must be at least --runs ({self.runs})")
+
+    @property
+    def max_rounds(self) -> int:
+        """The most rounds this plan may run: `runs`, or `max_runs` with --precision."""
+        return self.max_runs if self.precision_points is not None and self.max_runs else self.runs
 
     def to_json(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -94,6 +121,9 @@ def make_plan(profile: str = "2015", **overrides: Any) -> Plan:
         raise PlanError(f"--profile: unknown {profile!r}; choose from {', '.join(PROFILES)}")
     values = dict(PROFILES[profile], profile=profile)
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if values.get("precision_points") is not None:
+        values.setdefault("runs", PRECISION_MIN_RUNS)
+        values.setdefault("max_runs", max(PRECISION_MAX_RUNS, values["runs"]))
     return Plan(**values)
 
 
@@ -159,15 +189,43 @@ def cases(plan: Plan, node_names: list[str]) -> list[Case]:
     return out
 
 
-def run_order(plan: Plan, all_cases: list[Case]) -> Iterator[Run]:
-    """Round k of every case before round k + 1; within a round, shuffled when asked."""
+def rounds(plan: Plan, all_cases: list[Case]) -> Iterator[list[Run]]:
+    """Round k of every case before round k + 1, up to the plan's most rounds; within a round,
+    shuffled when asked (the same order whenever it is generated again, as on --resume)."""
     rng = random.Random(plan.seed)
-    for k in range(1, plan.runs + 1):
+    for k in range(1, plan.max_rounds + 1):
         round_ = list(all_cases)
         if plan.shuffle:
             rng.shuffle(round_)
-        for case in round_:
-            yield Run(case, k)
+        yield [Run(case, k) for case in round_]
+
+
+def run_order(plan: Plan, all_cases: list[Case]) -> Iterator[Run]:
+    """The runs of the plan's first `runs` rounds, in order (rounds a precision rule may add
+    come after: see rounds())."""
+    for k, round_ in enumerate(rounds(plan, all_cases), 1):
+        if k > plan.runs:
+            return
+        yield from round_
+
+
+# ---------------------------------------------------------------- servers and their ports
+ServerKey = tuple[str, str, str, str, str]
+
+
+def server_key(case: Case) -> ServerKey:
+    """A server serves every run of the cases with this key: streams and direction are the
+    client's choice, so they share one server."""
+    return (case.network, case.tool, case.protocol, case.server_node, case.client_node)
+
+
+def server_ports(plan: Plan, all_cases: list[Case]) -> dict[ServerKey, int]:
+    """Each server of the plan and its port (bench/ports.py), in the order of the cases."""
+    keys = list(dict.fromkeys(server_key(c) for c in all_cases))
+    problem = ports.servers_problem(plan.port_base, len(keys)) if keys else None
+    if problem:
+        raise PlanError(problem)
+    return {key: ports.server_port(plan.port_base, i) for i, key in enumerate(keys)}
 
 
 def warmup_s(plan: Plan, case: Case) -> float:
@@ -180,7 +238,10 @@ def measured_s(plan: Plan, case: Case) -> float:
 
 
 def estimate_s(plan: Plan, runs: list[Run]) -> float:
-    return sum(run_cost_s(plan, r.case) for r in runs if r.case.static_skip_reason() is None)
+    """Seconds the runs take: each run's cost, and one server start per server they need."""
+    measured = [r for r in runs if r.case.static_skip_reason() is None]
+    servers = {server_key(r.case) for r in measured}
+    return sum(run_cost_s(plan, r.case) for r in measured) + SERVER_START_S * len(servers)
 
 
 def run_cost_s(plan: Plan, case: Case) -> float:

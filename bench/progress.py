@@ -23,6 +23,9 @@ def describe(record: dict[str, Any]) -> str:
         parts.append(f"loss {record['udp_loss_percent']:.3g}%")
     if record["latency_p50_us"] is not None:
         parts.append(f"p50 {record['latency_p50_us']:.1f} us, p99 {record['latency_p99_us']:.1f} us")
+    if record.get("cpu_cores_per_gbps") is not None:
+        parts.append(f"CPU {record['cpu_total_cores']:.2f} cores ({record['cpu_scope']}), "
+                     f"{record['cpu_cores_per_gbps'] * 100:.2f} % of a core per Gbit/s")
     return ", ".join(parts)
 
 
@@ -54,6 +57,13 @@ class Progress:
             self._bar.start()
         else:
             self._plain(f"{runs} runs to do, about {estimate_s / 60:.1f} min")
+
+    def more(self, runs: int, estimate_s: float) -> None:
+        """Runs added on the way (a round the precision rule asked for)."""
+        self._total += runs
+        if self._bar is not None:
+            total = self._bar.tasks[0].total or 0
+            self._bar.update(self._task, total=total + estimate_s, runs=f"{self._n}/{self._total}")
 
     def begin(self, run) -> None:
         if self._bar is not None:

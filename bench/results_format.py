@@ -17,11 +17,14 @@ from typing import Any
 
 # Version history of FORMAT_VERSION:
 #   1  first version: metadata.json and runs.jsonl as in docs/results-format.md.
+#   2  CPU cost from the kernels' counters: runs gain CPU_FIELDS (cpu_scope ... cpu_cores_per_gbps),
+#      metadata gains `cpu` (the kernels measured, their idle baseline). A session of version 1
+#      is still read by analysis; bench refuses to resume it (it has no idle baseline).
 # A new value of an enumeration (a tool, a network) or a new metric field (absent from older
 # lines, read as null) keeps the version. Renaming or removing a field, or changing what a
 # value means, makes a new version; READABLE_VERSIONS then says which ones readers still take.
-FORMAT_VERSION = 1
-READABLE_VERSIONS = (1,)
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 
 # ---------------------------------------------------------------- enumerations
 # One order everywhere: the plan's `full` profile, the table's columns, the messages.
@@ -40,6 +43,19 @@ METRIC_FIELDS = (
 # The metrics where more is better; for every other one, less is.
 HIGHER_IS_BETTER = frozenset({"throughput_mbps"})
 
+# CPU used on the nodes during a throughput run's measured window, from the kernels' own
+# counters (/proc/stat): null when not measured (latency tools, failed runs, format 1).
+# `cores` is CPU-seconds per second of the window, summed over the kernels measured: with
+# `cpu_scope` "machine" both ends share one kernel (lab nodes: the whole machine, counted
+# once), with "nodes" each end is its own kernel. total = user + system + softirq + irq;
+# steal (time a hypervisor gave to someone else) is reported beside it, not in it.
+CPU_SCOPES = ("machine", "nodes")
+CPU_PART_FIELDS = ("cpu_user_cores", "cpu_system_cores", "cpu_softirq_cores", "cpu_irq_cores")
+CPU_FIELDS = (
+    "cpu_scope", "cpu_window_s", *CPU_PART_FIELDS, "cpu_steal_cores", "cpu_total_cores",
+    "cpu_server_total_cores", "cpu_client_total_cores", "cpu_cores_per_gbps",
+)
+
 # Each tool and the metric its cases are compared by (with that metric's label in tables).
 TOOL_METRICS = {
     "iperf2": ("throughput_mbps", "Mbit/s"),
@@ -52,7 +68,7 @@ TOOLS = tuple(TOOL_METRICS)
 CASE_FIELDS = ("network", "tool", "protocol", "streams", "direction", "server_node", "client_node")
 RUN_FIELDS = (
     "format_version", "run_id", "case_id", "run_index", *CASE_FIELDS, "duration_s", "warmup_s",
-    "udp_target_mbps", "started_at", "wall_s", "status", "reason", *METRIC_FIELDS,
+    "udp_target_mbps", "started_at", "wall_s", "status", "reason", *METRIC_FIELDS, *CPU_FIELDS,
 )
 # Fields a line must carry to be read at all: what identifies the run, its case and outcome.
 REQUIRED_FIELDS = frozenset({
@@ -60,13 +76,15 @@ REQUIRED_FIELDS = frozenset({
     "server_node", "client_node", "duration_s", "status",
 })
 NUMERIC_FIELDS = ("streams", "duration_s", "warmup_s", "udp_target_mbps", "wall_s", "run_index",
-                  *METRIC_FIELDS)
+                  *METRIC_FIELDS, *CPU_FIELDS[1:])
 ENUM_FIELDS = {"network": NETWORKS, "tool": TOOLS, "protocol": PROTOCOLS,
                "direction": DIRECTIONS, "status": STATUSES}
+# Enumerations that may be null (not measured).
+OPTIONAL_ENUM_FIELDS = {"cpu_scope": CPU_SCOPES}
 
 # ---------------------------------------------------------------- metadata.json
 METADATA_FIELDS = ("format_version", "session", "started_at", "command_line", "seed",
-                   "stack_outputs", "nodes", "image", "tool_versions", "plan", "warnings")
+                   "stack_outputs", "nodes", "cpu", "image", "tool_versions", "plan", "warnings")
 # What is recorded of each node, under metadata["nodes"][NODE_NAME].
 NODE_FIELDS = ("engine_version", "kernel", "os", "host_mtu_bytes", "overlay_mtu_bytes")
 
@@ -78,6 +96,12 @@ IDENTITY_FIELDS = (*STACK_IDENTITY_FIELDS, "tool_versions")
 
 class FormatError(ValueError):
     """A line or document that does not follow the format; the message says how."""
+
+
+def readable_versions_text() -> str:
+    """The versions readers take, for messages: "1 or 2"."""
+    *rest, last = (str(v) for v in READABLE_VERSIONS)
+    return f"{', '.join(rest)} or {last}" if rest else last
 
 
 def stack_identity(stack_outputs: dict[str, Any]) -> dict[str, Any]:
@@ -117,7 +141,7 @@ def run_line(record: dict[str, Any]) -> str:
 # tests/test_results_format.py holds the two together.
 #   1. every REQUIRED_FIELDS key present and not null ("missing KEY", keys in sorted order)
 #   2. format_version one of READABLE_VERSIONS
-#   3. each ENUM_FIELDS value one of its values
+#   3. each ENUM_FIELDS value one of its values; each OPTIONAL_ENUM_FIELDS value null or one of its values
 #   4. each STRING_FIELDS value a string
 #   5. each NUMERIC_FIELDS value, when not null, a number (not a boolean), finite, not negative
 #   6. each POSITIVE_FIELDS value above zero
@@ -200,10 +224,14 @@ def run_problem(record: dict[str, Any]) -> str | None:
             return f"missing {key}"
     version = record["format_version"]
     if isinstance(version, bool) or version not in READABLE_VERSIONS:
-        return f"format_version {version!r}, expected {FORMAT_VERSION}"
+        return f"format_version {version!r}, expected {readable_versions_text()}"
     for key, allowed in ENUM_FIELDS.items():
         if not isinstance(record[key], str) or record[key] not in allowed:
             return f"{key} is not one of {', '.join(allowed)}"
+    for key, allowed in OPTIONAL_ENUM_FIELDS.items():
+        value = record.get(key)
+        if value is not None and (not isinstance(value, str) or value not in allowed):
+            return f"{key} is not one of {', '.join(allowed)} (or null)"
     for key in STRING_FIELDS:
         if not isinstance(record[key], str):
             return f"{key} is not a string"
@@ -248,6 +276,7 @@ METADATA_TYPES = {
     "seed": (_whole_or_null, "a whole number or null"),
     "stack_outputs": (_object, "an object (the stack outputs document)"),
     "nodes": (_object, "an object keyed by node name"),
+    "cpu": (lambda v: v is None or _object(v), "an object or null"),
     "image": (_object, "an object"),
     "tool_versions": (lambda v: _object(v) and all(isinstance(x, str) for x in v.values()),
                       "an object of tool name to version string"),
@@ -257,6 +286,8 @@ METADATA_TYPES = {
 # Metadata fields added after the first version: a session written before one lacks it and
 # is read as if it held this value.
 METADATA_ADDED = {"warnings": []}
+# Fields a version added: an older session lacks them.
+METADATA_SINCE = {"cpu": 2}
 NODE_TYPES = {
     "engine_version": (_text_or_null, "a string or null"),
     "kernel": (_text_or_null, "a string or null"),
@@ -301,10 +332,13 @@ def metadata_problem(doc: Any) -> str | None:
     """
     if not isinstance(doc, dict):
         return "not a JSON object"
+    version = doc.get("format_version")
     for key, (valid, what) in METADATA_TYPES.items():
         if key not in doc and key in METADATA_ADDED:
             continue
         if key not in doc:
+            if _whole(version) and version < METADATA_SINCE.get(key, 1):
+                continue
             return f"{key} missing"
         if not valid(doc[key]):
             return f"{key} is not {what}"

@@ -2,7 +2,8 @@
 
 Writes one synthetic session that follows docs/results-format.md to a temporary directory
 (a realistic matrix: tools x protocols x streams x directions x node pairs, host and overlay
-measured, the encrypted overlay skipped as unsupported, a few failed runs), then times the
+measured with the CPU fields of results format 2, the encrypted overlay skipped as
+unsupported, a few failed runs), then times the
 whole command, interpreter start-up and every output file included, and prints the figure:
 the best of --repeat runs (other work on the machine only ever adds time), each run, the
 CPU time and the load average.
@@ -26,6 +27,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.results_format import CPU_FIELDS  # noqa: E402
 
 
 def write_session(directory: Path, runs: int, seed: int = 1) -> int:
@@ -40,6 +44,9 @@ def write_session(directory: Path, runs: int, seed: int = 1) -> int:
                 "command_line": ["python", "-m", "bench"], "seed": seed, "stack_outputs": outputs,
                 "nodes": {n: {"engine_version": "20.10.24", "kernel": "6.18.0", "os": "Debian GNU/Linux 12",
                               "host_mtu_bytes": 1500, "overlay_mtu_bytes": 1450} for n in nodes},
+                "cpu": {"source": "/proc/stat", "scope": "machine", "idle_baseline_s": 1.0,
+                        "kernels": [{"boot_id": "0", "nodes": list(nodes), "cpus": 2, "idle": None}],
+                        "unavailable": {}},
                 "image": {"name": "overlay-bench/tools:1", "id": "sha256:0"},
                 "tool_versions": {"iperf2": "2.1.8", "iperf3": "3.12", "sockperf": "3.7"}, "plan": {}}
     directory.mkdir(parents=True)
@@ -58,14 +65,15 @@ def write_session(directory: Path, runs: int, seed: int = 1) -> int:
             for i in range(1, per_case + 1):
                 if written >= runs:
                     return written
-                rec = {"format_version": 1, "run_id": f"{case_id}#{i}", "case_id": case_id, "run_index": i,
+                rec = {"format_version": 2, "run_id": f"{case_id}#{i}", "case_id": case_id, "run_index": i,
                        "network": net, "tool": tool, "protocol": proto, "streams": streams,
                        "direction": direction, "server_node": server, "client_node": client,
                        "duration_s": 10, "warmup_s": 1, "udp_target_mbps": 500 if proto == "udp" else None,
                        "started_at": "2026-11-26T13:00:00Z", "wall_s": 11.2, "status": "ok", "reason": None,
                        "throughput_mbps": None, "retransmits": None, "cpu_client_percent": None,
                        "cpu_server_percent": None, "udp_loss_percent": None, "udp_jitter_ms": None,
-                       "latency_p50_us": None, "latency_p99_us": None, "latency_p999_us": None}
+                       "latency_p50_us": None, "latency_p99_us": None, "latency_p999_us": None,
+                       **dict.fromkeys(CPU_FIELDS)}
                 if net == "overlay-encrypted":
                     rec.update(status="skipped", reason="overlay-encrypted unsupported on this host", wall_s=None)
                 elif rng.random() < 0.002:
@@ -80,6 +88,11 @@ def write_session(directory: Path, runs: int, seed: int = 1) -> int:
                     rec.update(throughput_mbps=round(rng.gauss(base, 1.0), 1), retransmits=rng.randint(0, 50),
                                cpu_client_percent=round(rng.gauss(10, 1), 1),
                                cpu_server_percent=round(rng.gauss(14, 1), 1))
+                    parts = [round(rng.gauss(m, 0.02), 4) for m in (0.2, 0.4, 0.3 if net == "host" else 0.5, 0.0)]
+                    rec.update(zip(("cpu_user_cores", "cpu_system_cores", "cpu_softirq_cores", "cpu_irq_cores"), parts),
+                               cpu_scope="machine", cpu_window_s=9.9, cpu_steal_cores=0.0,
+                               cpu_total_cores=round(sum(parts), 4),
+                               cpu_cores_per_gbps=round(sum(parts) / rec["throughput_mbps"] * 1000, 5))
                 out.write(json.dumps(rec) + "\n")
                 written += 1
     return written

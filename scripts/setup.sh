@@ -2,7 +2,8 @@
 # One set-up for every entry point (make demo, make test, .ci/run): installs what is
 # missing and nothing else, so a second run on the same machine takes seconds.
 #   1. Debian packages: the engine, the key-value store, the measuring tools, iptables,
-#      the SSH server (run by the lab and the tests themselves, never as a system service).
+#      the SSH server (run by the lab and the tests themselves, never as a system service),
+#      chromium (the report's browser test).
 #   2. A Python virtualenv in .venv with requirements.txt.
 #   3. The Pulumi toolchain (CLI, Python language host, command provider): scripts/setup-pulumi.sh.
 set -euo pipefail
@@ -20,8 +21,10 @@ PY=${PYTHON:-python3}
 # measuring tools' packages are named by their modules (bench/tools/, standard library only,
 # so the system python3 reads them before .venv exists).
 tool_packages=$("$PY" -m bench.tools apt-packages)
+# chromium and its WebDriver: the test that opens report.html in a real headless browser.
 APT_PACKAGES="docker.io:dockerd etcd-server:etcd $tool_packages
-iptables:iptables iproute2:ip util-linux:nsenter kmod:modprobe python3-venv:- openssh-server:sshd"
+iptables:iptables iproute2:ip util-linux:nsenter kmod:modprobe python3-venv:- openssh-server:sshd
+chromium:chromium chromium-driver:chromedriver"
 missing=()
 for pair in $APT_PACKAGES; do
   pkg=${pair%%:*} cmd=${pair##*:}

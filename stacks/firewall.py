@@ -42,7 +42,7 @@ class Rule:
 
     @property
     def port_range(self) -> str | None:
-        """As a cloud firewall writes it: `22`, `5201-5300`; None for icmp."""
+        """As a cloud firewall writes it: `22`, `5201-5700`; None for icmp."""
         if self.ports is None:
             return None
         first, last = self.ports

@@ -70,8 +70,8 @@ def test_setups_split_by_stack_and_identity_and_merge_on_request():
 
 def test_a_directory_of_sessions_stands_for_its_latest():
     [(path, shown)] = load.resolve([str(FIXTURES)])
-    assert path.name == "20261126-170000-flaky"
-    assert shown == str(FIXTURES / "20261126-170000-flaky")
+    assert path.name == "20261129-200303-cpf227pu"
+    assert shown == str(FIXTURES / "20261129-200303-cpf227pu")
 
 
 def test_setup_labels_say_what_differs_even_a_missing_tool(tmp_path):

@@ -111,3 +111,22 @@ def test_vxlan_bound():
     assert round(bound[0], 2) == -3.45
     assert bound[1] == pytest.approx((1422 / 1472 - 1) * 100)
     assert bound[2] == pytest.approx((8898 / 8948 - 1) * 100)
+
+
+@pytest.mark.parametrize("a, b", SAMPLES)
+def test_welch_difference_interval_matches_scipy(a, b):
+    expected = sps.ttest_ind(b, a, equal_var=False).confidence_interval(0.95)
+    low, high = stats.welch_difference_ci(*moments(b), *moments(a))
+    assert (float(low), float(high)) == (pytest.approx(expected.low, rel=1e-9), pytest.approx(expected.high, rel=1e-9))
+
+
+def test_welch_difference_interval_edges():
+    # No spread on either side: the difference is exact; one run on a side: no interval.
+    low, high = stats.welch_difference_ci([5.0, 5.0], [0.0, 0.0], [3, 1], [2.0, 2.0], [0.0, 0.0], [3, 3])
+    assert (low[0], high[0]) == (3.0, 3.0)
+    assert np.isnan(low[1]) and np.isnan(high[1])
+
+
+def test_positive_interval_cut_at_zero():
+    assert list(stats.clip_at_zero([-3.0, 0.0, 2.5, np.nan])[:3]) == [0.0, 0.0, 2.5]
+    assert np.isnan(stats.clip_at_zero([np.nan])[0])

@@ -51,7 +51,8 @@ def test_dry_run_lists_the_2015_cases(outputs_file):
         "2 cases x 5 runs, 10 s each after 1 s warm-up (profile 2015, stack lab, classic mode)",
         "  iperf2-tcp-P10-forward-host-lab-node1-lab-node2",
         "  iperf2-tcp-P10-forward-overlay-lab-node1-lab-node2",
-        "10 runs to do (10 measured), interleaved by round; estimated 1.9 min (0.5 s overhead per run)",
+        "10 runs to do (10 measured), interleaved by round; estimated 1.9 min (0.2 s overhead per run, 1 s per server)",
+        "server ports 5201-5202: one per network, tool, protocol and node pair",
     ]
 
 
@@ -63,7 +64,18 @@ def test_dry_run_of_the_issue_example(outputs_file):
     assert lines[0] == "18 cases x 3 runs, 2 s each after 1 s warm-up (profile 2015, stack lab, classic mode)"
     enc = [ln for ln in lines if "overlay-encrypted" in ln]
     assert len(enc) == 6 and all("skipped: encrypted overlay is unsupported in classic mode" in ln for ln in enc)
-    assert lines[-1].startswith("54 runs to do (36 measured), interleaved by round; estimated 2.1 min")
+    assert lines[-2].startswith("54 runs to do (36 measured), interleaved by round; estimated 2.0 min")
+    # 3 pairs x 3 networks: the encrypted overlay's too (skipped here, its port kept in order)
+    assert lines[-1] == "server ports 5201-5209: one per network, tool, protocol and node pair"
+
+
+def test_dry_run_with_precision(outputs_file):
+    res = bench("--outputs", str(outputs_file), "--dry-run", "--precision", "0.5", "--max-runs", "12")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0] == ("2 cases x 3 to 12 runs (until every interval against host is within +-0.5 points), "
+                        "10 s each after 1 s warm-up (profile 2015, stack lab, classic mode)")
+    assert lines[-2].startswith("6 runs to do in the first rounds (6 measured)")
 
 
 def test_dry_run_skips_what_the_stack_says_it_cannot_carry(tmp_path):
@@ -82,9 +94,10 @@ def test_dry_run_skips_what_the_stack_says_it_cannot_carry(tmp_path):
     enc = [ln for ln in lines if "overlay-encrypted" in ln]
     assert enc and all(ln.endswith(f"skipped: unsupported on stack do (digitalocean): {reason}")
                        for ln in enc), enc
-    others = [ln for ln in lines[1:-1] if "overlay-encrypted" not in ln]
+    others = [ln for ln in lines[1:-2] if "overlay-encrypted" not in ln]
     assert others and not any("skipped" in ln for ln in others)
-    assert lines[-1].startswith(f"{2 * (len(enc) + len(others))} runs to do ({2 * len(others)} measured)")
+    assert lines[-2].startswith(f"{2 * (len(enc) + len(others))} runs to do ({2 * len(others)} measured)")
+    assert lines[-1].startswith("server ports 5201-")
 
 
 def test_dry_run_with_shuffle_records_a_seed(outputs_file):
@@ -96,6 +109,18 @@ def test_dry_run_with_shuffle_records_a_seed(outputs_file):
     (["--tools", "iperf4"], 2, "bench: --tools: unknown iperf4; choose from iperf2, iperf3, sockperf"),
     (["--duration", "0"], 2, "bench: --duration must be a whole number of seconds, at least 1"),
     (["--seed", "3"], 2, "bench: --seed only makes sense with --shuffle"),
+    (["--max-runs", "9"], 2, "bench: --max-runs only makes sense with --precision"),
+    (["--precision", "0"], 2, "bench: --precision must be a positive number of percentage points, e.g. 1"),
+    (["--precision", "-2"], 2, "bench: --precision must be a positive number of percentage points, e.g. 1"),
+    (["--precision", "inf"], 2, "bench: --precision must be a positive number of percentage points, e.g. 1"),
+    (["--precision", "nan"], 2, "bench: --precision must be a positive number of percentage points, e.g. 1"),
+    (["--precision", "one"], 2,
+     "bench: argument --precision: invalid float value: 'one' (see python -m bench --help)"),
+    (["--runs", "many"], 2, "bench: argument --runs: invalid int value: 'many' (see python -m bench --help)"),
+    (["--precision", "1", "--max-runs", "2"], 2, "bench: --max-runs must be at least --runs (3)"),
+    (["--precision", "1", "--runs", "6", "--max-runs", "5"], 2, "bench: --max-runs must be at least --runs (6)"),
+    (["--precision", "1", "--networks", "overlay,bridge"], 2,
+     "bench: --precision bounds each network's interval against host: give host and at least one other network"),
     ([], 1, "bench: node lab-node1: engine at unix:///run/overlay-bench/nonexistent/n1/docker.sock does not answer"),
 ])
 def test_user_errors_are_one_line(outputs_file, tmp_path, args, code, message):
@@ -105,6 +130,8 @@ def test_user_errors_are_one_line(outputs_file, tmp_path, args, code, message):
     assert "Traceback" not in res.stderr
     error_lines = [ln for ln in res.stderr.splitlines() if ln.startswith("bench:")]
     assert len(error_lines) == 1 and error_lines[0].startswith(message), res.stderr
+    if code == 2:  # a mistake on the command line: that one line and nothing else
+        assert res.stderr.splitlines() == error_lines, res.stderr
     # Nothing was run, so no session was started.
     assert not results.exists() or not any(results.iterdir())
 
@@ -149,6 +176,19 @@ def test_resume_of_a_directory_that_is_no_session(tmp_path, outputs_file):
     res = bench("--outputs", str(outputs_file), "--resume", str(tmp_path))
     assert res.returncode == 2
     assert res.stderr.strip() == f"bench: {tmp_path} is not a results session (no metadata.json)"
+
+
+def test_resume_of_a_version_1_session_is_refused(tmp_path, outputs_file):
+    session = tmp_path / "20261126-130501-lab"
+    session.mkdir()
+    fixture = ROOT / "tests/fixtures/results/20261126-130501-lab/metadata.json"
+    (session / "metadata.json").write_text(fixture.read_text())
+    res = bench("--resume", str(session), "--outputs", str(outputs_file))
+    assert res.returncode == 1
+    assert res.stderr.strip() == (
+        f"bench: {session} was written in results format 1 (no CPU figures, no idle baseline); this bench "
+        "writes version 2 and does not add runs to it: start a new session (python -m analysis still reads it)")
+    assert sorted(p.name for p in session.iterdir()) == ["metadata.json"]
 
 
 def test_ssh_key_from_outputs_reaches_paramiko():

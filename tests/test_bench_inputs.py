@@ -113,7 +113,7 @@ def metadata() -> dict:
         nodes={n["name"]: {"engine_version": "20.10.24", "kernel": "6.18.0", "os": "Debian GNU/Linux 12",
                            "host_mtu_bytes": 1500, "overlay_mtu_bytes": 1450} for n in doc["nodes"]},
         image={"name": "overlay-bench/tools:1", "id": "sha256:" + "0" * 64},
-        tool_versions={"iperf2": "2.1.8"}, plan=PLAN.to_json())
+        tool_versions={"iperf2": "2.1.8"}, plan=PLAN.to_json(), cpu=None)
 
 
 def run_record(run_id: str, status: str = "ok") -> dict:
@@ -234,7 +234,7 @@ def reported(path: Path, reasons: dict[int, str]) -> list[str]:
     (line(RUN_IDS[2]).replace("931.8", "-931.8").encode(), "throughput_mbps is negative"),
     (line(RUN_IDS[2], run_id=3).encode(), "run_id is not a string"),
     (line(RUN_IDS[2], network="weave").encode(), "network is not one of host, overlay, overlay-encrypted, bridge, macvlan, ipvlan"),
-    (line(RUN_IDS[2], format_version=2).encode(), "format_version 2, expected 1"),
+    (line(RUN_IDS[2], format_version=3).encode(), "format_version 3, expected 1 or 2"),
 ])
 def test_resume_reports_a_damaged_line_leaves_it_and_goes_on(tmp_path, damaged, reason):
     runs = "\n".join([GOOD[0]]).encode() + b"\n" + damaged + b"\n" + GOOD[1].encode() + b"\n"
@@ -243,7 +243,7 @@ def test_resume_reports_a_damaged_line_leaves_it_and_goes_on(tmp_path, damaged, 
     assert res.returncode == 0, res.stderr
     assert res.stderr.splitlines() == reported(path, {2: reason})
     # The two good lines are done; the damaged line's run is run again with the other one.
-    assert res.stdout.splitlines()[-1].startswith("2 runs to do (2 measured)")
+    assert res.stdout.splitlines()[-2].startswith("2 runs to do (2 measured)")
     assert (path / "runs.jsonl").read_bytes() == runs  # never rewritten
     # A real resume reads it the same way, before it reaches any engine.
     res = resume(path)
@@ -262,7 +262,7 @@ def test_resume_of_damaged_lines_everywhere(tmp_path):
     assert res.stderr.splitlines() == reported(path, {
         1: "not JSON (Expecting value)", 4: "missing client_node", 7: "not JSON (Unterminated string starting at)"})
     # Two done; the failed one and the one cut short are run again.
-    assert res.stdout.splitlines()[-1].startswith("2 runs to do")
+    assert res.stdout.splitlines()[-2].startswith("2 runs to do")
 
 
 def test_resume_stops_when_runs_cannot_be_read(tmp_path):

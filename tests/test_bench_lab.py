@@ -15,9 +15,10 @@ from pathlib import Path
 import docker
 import pytest
 
-from bench import tools
+from bench import cpu, tools
 from bench.engines import LABEL_PROCESS, LABEL_SESSION
 from bench.plan import Case
+from bench.results_format import CPU_FIELDS, CPU_PART_FIELDS
 from tests import machine, names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,6 +113,27 @@ def wait_for(cond, timeout_s: float, what: str, proc: subprocess.Popen | None = 
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def iperf3_client_running(doc: dict) -> bool:
+    """An iperf3 client runs in the idle client container (exec'd there for a run)."""
+    client = docker.DockerClient(base_url=doc["nodes"][1]["docker_host"], timeout=10)
+    with contextlib.closing(client):
+        for ctr in client.containers.list(filters={"label": "overlay-bench.role=client"}):
+            with contextlib.suppress(docker.errors.APIError):
+                if any("iperf3" in " ".join(p) for p in ctr.top().get("Processes") or []):
+                    return True
+    return False
+
+
+def bench_until(args: list[str], until, what: str, then, timeout_s: float = 60) -> tuple[int, str, str]:
+    """Start python -m bench, wait until `until()`, call `then(proc)` (a signal, a kill), and
+    return its exit code, stdout and stderr once it ends."""
+    with bench_process(*args) as proc:
+        wait_for(until, timeout_s, what, proc)
+        then(proc)
+        out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
 def lines_in(results: Path) -> int:
     files = list(results.glob("*/runs.jsonl"))
     return len(files[0].read_text().splitlines()) if files else 0
@@ -138,6 +160,27 @@ def check_metrics(rec: dict) -> None:
         assert rec["cpu_client_percent"] > 0 and rec["cpu_server_percent"] > 0
         if rec["protocol"] == "tcp":
             assert rec["retransmits"] is not None
+    check_cpu(rec)
+
+
+def check_cpu(rec: dict) -> None:
+    """A throughput run's CPU, from the machine's counters (the lab's nodes share one kernel)."""
+    if rec["tool"] == "sockperf":
+        assert all(rec[f] is None for f in CPU_FIELDS), rec
+        return
+    assert rec["cpu_scope"] == "machine", rec
+    assert rec["cpu_server_total_cores"] is None and rec["cpu_client_total_cores"] is None
+    parts = sum(rec[f] for f in CPU_PART_FIELDS)
+    assert rec["cpu_total_cores"] == pytest.approx(parts, abs=1e-3)  # the parts make the total
+    cpus = os.cpu_count()
+    assert 0 < rec["cpu_total_cores"] <= cpus + 0.05 and 0 <= rec["cpu_steal_cores"] <= cpus
+    assert rec["cpu_cores_per_gbps"] > 0
+    assert rec["cpu_cores_per_gbps"] == pytest.approx(rec["cpu_total_cores"] / (rec["throughput_mbps"] / 1000),
+                                                      rel=1e-3)
+    # The window is the tool's measured one (warm-up left out), less the last tenth of a second,
+    # or three quarters of it when the last sample came too late (a machine busy with others).
+    last = rec["duration_s"] - cpu.END_MARGIN_S
+    assert cpu.FALLBACK_END_FRACTION * last - 0.3 <= rec["cpu_window_s"] <= last + 0.3, rec
 
 
 class TestClassic:
@@ -152,7 +195,7 @@ class TestClassic:
         assert res.returncode == 0, res.stderr
         (session,) = sessions(results)
         meta = json.loads((session / "metadata.json").read_text())
-        assert meta["format_version"] == 1 and meta["session"] == session.name
+        assert meta["format_version"] == 2 and meta["session"] == session.name
         assert meta["stack_outputs"] == doc
         # What this machine runs: the image is made of the host's tools, the nodes' engines
         # are the host's dockerd on the host's kernel.
@@ -201,6 +244,8 @@ class TestClassic:
             return real(self, case, server)
 
         monkeypatch.setattr(runner.Runner, "_server_address", no_address_the_first_time)
+        # Servers start at the run, not ahead of it: the injected failure is the run's.
+        monkeypatch.setattr(runner.Runner, "prepare", lambda self, cases: None)
         doc, _ = classic
         results = tmp_path / "results"
         rc = bench_main.main(["--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results),
@@ -221,11 +266,9 @@ class TestClassic:
         outputs = write_outputs(doc, tmp_path)
         args = ["--outputs", str(outputs), "--results", str(results), "--networks", "host,bridge",
                 "--tools", "iperf3", "--streams", "1", "--runs", "3", "--duration", "1", "--warmup", "0"]
-        with bench_process(*args) as proc:
-            wait_for(lambda: lines_in(results) >= 2, 60, "two stored runs", proc)
-            proc.send_signal(signal.SIGINT)  # Ctrl-C
-            out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130, err
+        code, out, err = bench_until(args, lambda: lines_in(results) >= 2, "two stored runs",
+                                     lambda proc: proc.send_signal(signal.SIGINT))  # Ctrl-C
+        assert code == 130, err
         (session,) = sessions(results)
         assert f"interrupted: continue with --resume {session}" in out
         before = (session / "runs.jsonl").read_text()
@@ -345,11 +388,9 @@ class TestClassic:
         args = ["--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results),
                 "--networks", "host", "--tools", "iperf3", "--streams", "1", "--runs", "2",
                 "--duration", "20", "--warmup", "0"]
-        with bench_process(*args) as proc:
-            wait_for(lambda: leftover_containers(doc, "overlay-bench.role=client"), 60, "a run in progress", proc)
-            proc.send_signal(signal.SIGTERM)
-            out, err = proc.communicate(timeout=60)
-        assert proc.returncode == 130, err
+        code, out, err = bench_until(args, lambda: iperf3_client_running(doc), "a run in progress",
+                                     lambda proc: proc.send_signal(signal.SIGTERM))
+        assert code == 130, err
         assert "Traceback" not in err
         assert leftover_containers(doc) == {}
         (session,) = sessions(results)
@@ -359,6 +400,8 @@ class TestClassic:
         doc, _ = classic
         node1 = doc["nodes"][0]
         client = docker.DockerClient(base_url=node1["docker_host"])
+        from bench import image
+        image.ensure(client)  # whichever test runs first on this lab
         squatter = client.containers.run("overlay-bench/tools:1", ["iperf3", "-s", "-p", "5251"],
                                          network_mode="host", detach=True)
         try:
@@ -400,14 +443,14 @@ class TestClassic:
         args = ["--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results),
                 "--networks", "host", "--tools", "iperf3", "--streams", "1", "--runs", "3",
                 "--duration", "3", "--warmup", "0"] + (["--keep-going"] if keep_going else [])
-        with bench_process(*args) as proc:
-            wait_for(lambda: lines_in(results) >= 1, 60, "the first run stored", proc)
-            wait_for(lambda: leftover_containers(doc, "overlay-bench.role=client"), 60, "the second run in progress", proc)
+        def kill_engine(proc) -> None:
             pid = int(Path(f"/run/overlay-bench/{CLASSIC[0]}/n2/docker.pid").read_text())
             os.kill(pid, signal.SIGKILL)
-            out, err = proc.communicate(timeout=120)
+
+        code, out, err = bench_until(args, lambda: lines_in(results) >= 1 and iperf3_client_running(doc),
+                                     "the second run in progress", kill_engine)
         try:
-            assert proc.returncode == 1, err
+            assert code == 1, err
             assert "Traceback" not in err
             (session,) = sessions(results)
             runs = runs_of(session)
@@ -425,6 +468,121 @@ class TestClassic:
         finally:
             # Rebuild the lab for the tests after this one (up rebuilds a broken lab).
             assert lab.up(CLASSIC[0], status=Status(quiet=True), **spec) == doc
+
+
+    def test_cpu_of_every_throughput_run_and_the_idle_baseline(self, classic, tmp_path):
+        doc, _ = classic
+        # The counters count every job on this machine: while other jobs keep every CPU busy,
+        # the baseline reads every CPU busy too and cannot be below the runs. Such a burst
+        # passes: up to three sessions, each checked in full, one of them must show it.
+        seen = []
+        for attempt in range(3):
+            idle, loaded = self._cpu_session(doc, tmp_path / f"attempt{attempt}")
+            if idle < sum(loaded) / len(loaded):
+                return
+            seen.append((idle, loaded))
+        pytest.fail(f"idle baseline not below the runs' CPU in three sessions (idle cores, run cores): {seen}; "
+                    f"was the machine busy with other jobs all along?")
+
+    def _cpu_session(self, doc: dict, tmp_path: Path) -> tuple[float, list[float]]:
+        """One session's CPU checks; its idle baseline and its runs' CPU, in cores."""
+        tmp_path.mkdir()
+        results = tmp_path / "results"
+        res = run_bench("--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results),
+                        "--networks", "host,overlay", "--tools", "iperf2,iperf3", "--streams", "4",
+                        "--runs", "2", "--duration", "2", "--warmup", "1")
+        assert res.returncode == 0, res.stderr
+        (session,) = sessions(results)
+        meta = json.loads((session / "metadata.json").read_text())
+        cpu_doc = meta["cpu"]
+        # The lab's nodes are namespaces of this machine: one kernel, read once.
+        assert cpu_doc["scope"] == "machine" and cpu_doc["unavailable"] == {}
+        (kernel,) = cpu_doc["kernels"]
+        assert kernel["boot_id"] == Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        assert sorted(kernel["nodes"]) == sorted(n["name"] for n in doc["nodes"])
+        assert kernel["cpus"] == os.cpu_count()
+        idle = kernel["idle"]
+        assert idle["window_s"] == pytest.approx(1.0, abs=0.1)
+        assert idle["total_cores"] == pytest.approx(sum(idle[f"{p}_cores"] for p in ("user", "system", "softirq", "irq")),
+                                                    abs=1e-3)
+        runs = runs_of(session)
+        ok = [r for r in runs if r["status"] == "ok"]
+        assert len(ok) == 8
+        for rec in ok:
+            check_metrics(rec)
+        assert "% of a core per Gbit/s" in res.stderr
+        assert leftover_containers(doc) == {}
+        # Nothing running costs less than the traffic (checked by the caller).
+        return idle["total_cores"], [r["cpu_total_cores"] for r in ok]
+
+    def test_precision_stops_on_the_target_or_at_max_runs_and_resumes(self, classic, tmp_path):
+        doc, _ = classic
+        outputs = write_outputs(doc, tmp_path)
+        common = ["--outputs", str(outputs), "--networks", "host,bridge", "--tools", "iperf3", "--streams", "1",
+                  "--duration", "1", "--warmup", "0", "--runs", "2"]
+        # A target any two runs meet: the first check stops it.
+        results = tmp_path / "loose"
+        res = run_bench(*common, "--results", str(results), "--precision", "1000", "--max-runs", "6")
+        assert res.returncode == 0, res.stderr
+        (session,) = sessions(results)
+        decisions = [json.loads(line) for line in (session / "precision.jsonl").read_text().splitlines()]
+        assert [(d["round"], d["stop"], d["reason"]) for d in decisions] == [(2, True, "target met")]
+        (comparison,) = decisions[0]["comparisons"]
+        assert comparison["network"] == "bridge" and comparison["met"] and comparison["half_width_points"] > 0
+        assert len(runs_of(session)) == 4
+        assert "precision: target +-1000 points, round 2: 1 of 1 comparisons within it; stopped: target met" in res.stdout
+
+        # A target no run meets: rounds are added up to --max-runs; interrupted, then resumed.
+        results = tmp_path / "strict"
+        args = [*common, "--results", str(results), "--precision", "0.0001", "--max-runs", "4"]
+        code, out, err = bench_until(args, lambda: lines_in(results) >= 5, "a third round started",
+                                     lambda proc: proc.send_signal(signal.SIGINT), timeout_s=120)
+        assert code == 130, err
+        (session,) = sessions(results)
+        rounds_before = [json.loads(line)["round"] for line in (session / "precision.jsonl").read_text().splitlines()]
+        assert rounds_before[0] == 2
+        res = run_bench("--resume", str(session), "--outputs", str(outputs))
+        assert res.returncode == 0, res.stderr
+        decisions = [json.loads(line) for line in (session / "precision.jsonl").read_text().splitlines()]
+        assert [d["round"] for d in decisions][:len(rounds_before)] == rounds_before  # appended, never rewritten
+        assert (decisions[-1]["round"], decisions[-1]["stop"], decisions[-1]["reason"]) == (4, True, "max runs reached")
+        assert not decisions[-1]["comparisons"][0]["met"]
+        ok = [r for r in runs_of(session) if r["status"] == "ok"]
+        assert sorted(r["run_id"] for r in ok) == sorted(
+            f"iperf3-tcp-P1-forward-{net}-{doc['nodes'][0]['name']}-{doc['nodes'][1]['name']}#{k}"
+            for net in ("host", "bridge") for k in range(1, 5))
+        assert "stopped: max runs reached" in res.stdout
+        assert leftover_containers(doc) == {}
+
+        # analysis shows the half-width reached and whether the target was met.
+        done = subprocess.run([sys.executable, "-m", "analysis", str(session), "--out", str(tmp_path / "out")],
+                              capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        assert done.returncode == 0, done.stderr
+        report = (tmp_path / "out/report.md").read_text()
+        assert "## Precision" in report and "| +-0.0001 points | 4 |" in report and "| 4 | no |" in report
+
+    def test_a_killed_server_is_started_again_and_the_run_tried_again(self, classic, tmp_path):
+        doc, _ = classic
+        results = tmp_path / "results"
+        args = ["--outputs", str(write_outputs(doc, tmp_path)), "--results", str(results), "--networks", "host",
+                "--tools", "iperf3", "--streams", "1", "--runs", "3", "--duration", "2", "--warmup", "0"]
+        def kill_server(proc) -> None:
+            with contextlib.closing(docker.DockerClient(base_url=doc["nodes"][0]["docker_host"], timeout=10)) as node:
+                (server,) = node.containers.list(filters={"label": "overlay-bench.role=server"})
+                server.kill()  # docker kill, between runs or during the second
+
+        code, out, err = bench_until(args, lambda: lines_in(results) >= 1, "the first run stored", kill_server)
+        assert code == 0, err
+        (session,) = sessions(results)
+        runs = runs_of(session)
+        failed = [r for r in runs if r["status"] == "failed"]
+        assert len(failed) == 1, runs
+        assert f"the server on {doc['nodes'][0]['name']} had exited" in failed[0]["reason"]
+        after = runs[runs.index(failed[0]) + 1]
+        assert after["run_id"] == failed[0]["run_id"] and after["status"] == "ok"  # the same run, again
+        assert sorted(r["run_index"] for r in runs if r["status"] == "ok") == [1, 2, 3]
+        assert "set-up retries 1" in out
+        assert leftover_containers(doc) == {}
 
 
 class TestSwarm:

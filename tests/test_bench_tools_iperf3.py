@@ -18,8 +18,8 @@ def case(protocol="tcp", streams=10, direction="forward") -> Case:
 
 
 def test_server_serves_one_test_on_its_address():
-    assert TOOL.server_argv(case(), "10.0.0.5", 5201) == ["iperf3", "-s", "-1", "-B", "10.0.0.5", "-p", "5201"]
-    assert TOOL.server_argv(case("udp"), "0.0.0.0", 5202) == ["iperf3", "-s", "-1", "-B", "0.0.0.0", "-p", "5202"]
+    assert TOOL.server_argv(case(), "10.0.0.5", 5201) == ["iperf3", "-s", "-B", "10.0.0.5", "-p", "5201"]
+    assert TOOL.server_argv(case("udp"), "0.0.0.0", 5202) == ["iperf3", "-s", "-B", "0.0.0.0", "-p", "5202"]
     # UDP tests start on a TCP control socket: readiness is read from the TCP table.
     assert TOOL.listen_protocol(case("udp")) == "tcp"
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from bench import ports
-from bench.plan import Plan, PlanError
+from bench.plan import Plan, PlanError, cases, server_key, server_ports
 from stacks import firewall
 from tests.conftest import REPO
 
@@ -31,10 +31,23 @@ def accepted_bases() -> tuple[int, ...]:
     return tuple(bases)
 
 
+@functools.cache
+def possible_ports() -> frozenset[int]:
+    """Every port bench may give a server: each accepted base, with as many servers as a
+    plan from it may have (any number is tried, up to the whole port space)."""
+    possible = set()
+    for base in accepted_bases():
+        for servers in range(1, 65536 - base + 1):
+            if ports.servers_problem(base, servers) is not None:
+                break
+            possible.add(ports.server_port(base, servers - 1))
+    return frozenset(possible)
+
+
 def closed_bench_ports(rules: tuple[firewall.Rule, ...]) -> list[tuple[str, int]]:
     """(protocol, port) that bench may give a server, tcp or udp, and `rules` drop between
     the cluster's machines."""
-    possible = {ports.server_port(base, index) for base in accepted_bases() for index in range(3 * ports.ROTATION)}
+    possible = possible_ports()
     return sorted((protocol, port) for protocol in ("tcp", "udp") for port in possible
                   if not any(rule.opens(protocol, port, firewall.CLUSTER) for rule in rules))
 
@@ -54,21 +67,40 @@ def test_a_firewall_that_drops_a_port_bench_uses_is_caught(mode):
     assert closed_bench_ports(narrowed) == [("tcp", ports.OPEN[1]), ("udp", ports.OPEN[1])]
 
 
-def test_default_base_and_rotation_stay_inside_the_open_range():
-    assert ports.used(ports.DEFAULT_BASE) == (5201, 5250)
-    assert Plan().port_base == ports.DEFAULT_BASE
-    assert [ports.server_port(5251, i) for i in (0, 49, 50)] == [5251, 5300, 5251]
+def test_default_base_and_servers_stay_inside_the_open_range():
+    assert Plan().port_base == ports.DEFAULT_BASE == ports.OPEN[0]
+    assert [ports.server_port(5201, i) for i in (0, 1, 499)] == [5201, 5202, 5700]
+    assert ports.servers_problem(5201, 500) is None
+    assert ports.servers_problem(5700, 1) is None
 
 
-@pytest.mark.parametrize("base", [1024, 5200, 5252, 6301, 65000])
+@pytest.mark.parametrize("base", [1024, 5200, 5701, 6301, 65000])
 def test_a_base_outside_the_open_range_is_refused_in_one_line(base):
     with pytest.raises(PlanError) as caught:
         Plan(port_base=base)
-    assert str(caught.value) == (f"--port-base {base}: the servers would use ports {base}-{base + 49}, but the "
-                                 "stacks' firewalls open 5201-5300 only: choose a base from 5201 to 5251")
+    assert str(caught.value) == (f"--port-base {base}: the stacks' firewalls open ports 5201-5700 only: "
+                                 "choose a base from 5201 to 5700")
     proc = subprocess.run([sys.executable, "-m", "bench", "--outputs", "/nonexistent", "--port-base", str(base)],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode != 0 and proc.stderr.strip() == f"bench: {caught.value}", proc.stderr
+
+
+def test_a_plan_whose_servers_run_past_the_open_range_is_refused_in_one_line():
+    plan = Plan(networks=("host", "bridge"), tools=("iperf3", "iperf2", "sockperf"), protocols=("tcp", "udp"),
+                port_base=5690)
+    made = cases(plan, ["node1", "node2"])
+    servers = len({server_key(c) for c in made})
+    assert servers == 12
+    with pytest.raises(PlanError) as caught:
+        server_ports(plan, made)
+    assert str(caught.value) == (
+        "--port-base 5690: the plan needs 12 server ports (one per network, tool, protocol and node pair), "
+        "up to 5701, but the stacks' firewalls open 5201-5700 only: give a --port-base of at most 5689 "
+        "or fewer cases")
+    assert max(server_ports(dataclasses.replace(plan, port_base=5689), made).values()) == 5700
+    assert ports.servers_problem(5201, 501) == (
+        "--port-base 5201: the plan needs 501 server ports (one per network, tool, protocol and node pair), "
+        "up to 5701, but the stacks' firewalls open 5201-5700 only: run fewer cases (at most 500 servers)")
 
 
 def test_firewall_rules_are_ranges_within_a_digitalocean_firewall():

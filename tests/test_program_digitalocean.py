@@ -507,7 +507,7 @@ def test_firewall_only_ssh_is_open_to_the_world(base, mode):
     opened = {(rule["protocol"], port) for rule in inbound for port in ports_of(rule)}
     cluster = [("tcp", 2379) if mode == "classic" else ("tcp", 2377),
                ("tcp", 7946), ("udp", 7946), ("udp", 4789)]
-    for needed in cluster + [(proto, port) for proto in ("tcp", "udp") for port in range(5201, 5301)]:
+    for needed in cluster + [(proto, port) for proto in ("tcp", "udp") for port in range(5201, 5701)]:
         assert needed in opened, f"{fw.urn}: cluster port {needed} not open between droplets"
     assert ("tcp", 2377 if mode == "classic" else 2379) not in opened, f"{fw.urn}: a port {mode} mode does not use"
     assert ("tcp", 8500) not in opened, "no Consul any more"
@@ -526,7 +526,7 @@ def test_firewall_is_the_shared_declaration_in_ranges(base, mode):
                     else {"sourceTags": ["ob-digitalocean"]})}
                 for rule in firewall.inbound(mode, 2379)]
     assert fw.inputs["inboundRules"] == expected, fw.urn
-    assert {"protocol": "tcp", "portRange": "5201-5300", "sourceTags": ["ob-digitalocean"]} in expected
+    assert {"protocol": "tcp", "portRange": "5201-5700", "sourceTags": ["ob-digitalocean"]} in expected
 
 
 @pytest.mark.parametrize("nodes", ["2", "50"])

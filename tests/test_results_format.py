@@ -64,15 +64,18 @@ def test_the_doc_lists_the_modules_fields_in_order():
     assert [code(r[0]) for r in metrics] == list(fmt.METRIC_FIELDS)
     assert {code(r[0]) for r in metrics if r[2] == "higher"} == fmt.HIGHER_IS_BETTER
     assert {r[2] for r in metrics} <= {"higher", "lower"}
+    assert [code(r[0]) for r in table(DOC_SECTIONS["CPU"])] == list(fmt.CPU_FIELDS)
+    assert [code(r[0]) for r in runs if r[2] == "CPU" or r[2].startswith("CPU ")] == list(fmt.CPU_FIELDS)
 
 
 def test_the_doc_lists_the_modules_values_in_order():
     values = {}
     for line in DOC_SECTIONS["Values"].splitlines():
-        match = re.fullmatch(r"- `(\w+)`: (.*)", line)
+        match = re.fullmatch(r"- `(\w+)`: (.*?)( \(or null: not measured\))?", line)
         if match:
             values[match.group(1)] = tuple(code(v.strip()) for v in match.group(2).split(","))
-    assert values == fmt.ENUM_FIELDS
+            assert bool(match.group(3)) == (match.group(1) in fmt.OPTIONAL_ENUM_FIELDS)
+    assert values == fmt.ENUM_FIELDS | fmt.OPTIONAL_ENUM_FIELDS
     tools = {code(r[0]): (code(r[1]), r[2]) for r in table(DOC_SECTIONS["Metrics"].split("compared by one metric")[1])}
     assert tools == fmt.TOOL_METRICS
     assert list(tools) == list(fmt.TOOLS)
@@ -111,6 +114,10 @@ def test_metadata_has_every_field_in_order():
     assert list(doc) == list(fmt.METADATA_FIELDS) and doc["format_version"] == fmt.FORMAT_VERSION
     with pytest.raises(ValueError):
         fmt.metadata(session="x")
+
+
+def test_readers_take_the_versions_they_say():
+    assert fmt.READABLE_VERSIONS == (1, 2) and fmt.readable_versions_text() == "1 or 2"
 
 
 def test_identity_of_a_session():
@@ -186,9 +193,9 @@ DAMAGED_RUNS = [
     ('"network": "host"', '"network": "weave"', "network is not one of host, overlay, overlay-encrypted, bridge, macvlan, ipvlan"),
     ('"network": "host"', '"network": ["host"]', "network is not one of host, overlay, overlay-encrypted, bridge, macvlan, ipvlan"),
     ('"status": "ok"', '"status": NaN', "status is not one of ok, failed, skipped"),
-    ('"format_version": 1', '"format_version": 2', "format_version 2, expected 1"),
-    ('"format_version": 1', '"format_version": true', "format_version True, expected 1"),
-    ('"format_version": 1', '"format_version": "1"', "format_version '1', expected 1"),
+    ('"format_version": 1', '"format_version": 3', "format_version 3, expected 1 or 2"),
+    ('"format_version": 1', '"format_version": true', "format_version True, expected 1 or 2"),
+    ('"format_version": 1', '"format_version": "1"', "format_version '1', expected 1 or 2"),
     # Two faults: the checks' order decides.
     ('"network": "host", "tool": "iperf3"', '"network": "x", "tool": "y"', "network is not one of host, overlay, overlay-encrypted, bridge, macvlan, ipvlan"),
     ('"streams": 1, "direction": "forward"', '"streams": -1, "direction": "back"', "direction is not one of forward, reverse"),
@@ -249,7 +256,7 @@ def test_metadata_problems(change, problem):
     doc = fmt.metadata(session="s", started_at="t", command_line=["python"], seed=None,
                        stack_outputs={"stack": "lab", "provider": "local"},
                        nodes={"n1": dict.fromkeys(fmt.NODE_FIELDS)}, image={"name": "i", "id": "sha256:x"},
-                       tool_versions={"iperf3": "3.12"}, plan={}, warnings=[])
+                       tool_versions={"iperf3": "3.12"}, plan={}, cpu=None, warnings=[])
     assert fmt.metadata_problem(doc) is None
     # A session written before `warnings` existed is read as if it had none.
     assert fmt.metadata_problem({k: v for k, v in doc.items() if k != "warnings"}) is None

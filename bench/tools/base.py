@@ -70,7 +70,8 @@ class Tool:
 
     # ---------------------------------------------------------------- a run
     def server_argv(self, case: Case, bind: str, port: int) -> list[str]:
-        """The server's command line: it must serve one test, on `bind`:`port`. Implement."""
+        """The server's command line, on `bind`:`port`: it serves test after test until it is
+        removed (every run of its case). Implement."""
         raise NotImplementedError
 
     def listen_protocol(self, case: Case) -> str:
@@ -82,7 +83,8 @@ class Tool:
         raise NotImplementedError
 
     def reads_server_output(self, case: Case) -> bool:
-        """True when parse() needs the server's stdout (then waited for up to server_output_wait_s)."""
+        """True when parse() needs the server's stdout (then waited for up to server_output_wait_s);
+        the runner gives it only what the server printed during this run."""
         return False
 
     def parse(self, case: Case, plan: Plan, out: str, err: str, server_out: str = "") -> Measurement:

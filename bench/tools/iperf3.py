@@ -24,8 +24,8 @@ class Iperf3(Tool):
                "udp_loss_percent", "udp_jitter_ms")
 
     def server_argv(self, case: Case, bind: str, port: int) -> list[str]:
-        # -1: serve one test and exit, so the server is gone when the run ends.
-        return ["iperf3", "-s", "-1", "-B", bind, "-p", str(port)]
+        # No -1: the server serves every run of its case, one test after the other.
+        return ["iperf3", "-s", "-B", bind, "-p", str(port)]
 
     def listen_protocol(self, case: Case) -> str:
         # UDP tests too start on a TCP control socket, which is what clients connect to first.
