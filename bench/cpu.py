@@ -29,7 +29,6 @@ from typing import Any
 import docker
 
 from bench import engines
-from bench.engines import LABEL_SESSION
 from bench.results_format import CPU_FIELDS, CPU_PART_FIELDS
 from bench.shell import Shell, ShellError
 
@@ -214,7 +213,7 @@ class Samplers:
                 self.image, command, detach=True, network_mode="none",
                 # The host's /proc, read-only: its /proc/stat counts every CPU of the kernel.
                 volumes={"/proc": {"bind": HOST_PROC, "mode": "ro"}},
-                labels={LABEL_SESSION: self.session, "overlay-bench.role": "cpu-sampler"}, **kwargs)
+                labels=engines.labels(self.session, **{"overlay-bench.role": "cpu-sampler"}), **kwargs)
 
         try:
             with engines.answering(node):
